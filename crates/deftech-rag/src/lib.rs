@@ -1,0 +1,1 @@
+//! The RAG orchestrator over `deftech-vec` (filled in by the RAG issue).

@@ -1,0 +1,1 @@
+//! The thin HTTP server over `deftech-vec` (filled in by the server issue).

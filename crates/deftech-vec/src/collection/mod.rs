@@ -1,0 +1,1064 @@
+//! A collection: the write path (validate → WAL → apply → publish), group commit, reads, and the
+//! background optimizer.
+
+mod optimizer;
+mod read;
+pub(crate) mod state;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use roaring::RoaringBitmap;
+use serde::Serialize;
+
+use crate::config::{CollectionConfig, FsyncPolicy};
+use crate::directory::{Directory, LockGuard, SyncHandle};
+use crate::distance;
+use crate::error::{Error, IoContext, Result};
+use crate::filter::{CompiledFilter, Filter};
+use crate::manifest::Manifest;
+use crate::payload::{JsonPath, PayloadIndexKind};
+use crate::request::{PayloadSelector, PointSelector, ScrollRequest, ScrollResult, SearchRequest};
+use crate::segment::writer::read_tombstones;
+use crate::segment::{MutableSegment, SealedSegment, Segment, sealed};
+use crate::types::{Lsn, Metric, Payload, Point, PointId, Record, ScoredPoint};
+use crate::wal::{Op, PointData, Wal, WalPos};
+
+use state::{SegEntry, View, WriterState};
+
+pub(crate) const SEGMENTS_DIR: &str = "segments";
+pub(crate) const WAL_DIR: &str = "wal";
+
+/// A handle to a collection. Cheap to clone, `Send + Sync`; use it from many threads at once.
+///
+/// Every write returns its LSN. Reads see a consistent snapshot and never wait for writers or
+/// the optimizer.
+#[derive(Clone)]
+pub struct Collection {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Collection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Collection")
+            .field("name", &self.inner.name)
+            .finish()
+    }
+}
+
+pub(crate) struct Writer {
+    pub state: WriterState,
+    pub wal: Wal,
+    /// Set when the WAL could not be repaired: writes are refused until reopen.
+    pub poisoned: Option<String>,
+}
+
+struct CommitState {
+    written: Lsn,
+    durable: Lsn,
+    durable_pos: WalPos,
+    syncing: bool,
+    handle: Option<Arc<dyn SyncHandle>>,
+    pending: VecDeque<(Lsn, Arc<View>, WalPos)>,
+    epoch: u64,
+    error: Option<String>,
+}
+
+/// Wakes background threads.
+pub(crate) struct Signal {
+    flag: Mutex<bool>,
+    cv: Condvar,
+    shutdown: AtomicBool,
+}
+
+impl Signal {
+    fn new() -> Arc<Self> {
+        Arc::new(Signal {
+            flag: Mutex::new(false),
+            cv: Condvar::new(),
+            shutdown: AtomicBool::new(false),
+        })
+    }
+
+    pub(crate) fn notify(&self) {
+        *self.flag.lock() = true;
+        self.cv.notify_all();
+    }
+
+    /// Waits for a notification or the timeout; false once shut down.
+    fn wait(&self, timeout: Duration) -> bool {
+        let mut f = self.flag.lock();
+        if !*f && !self.shutdown.load(Ordering::SeqCst) {
+            self.cv.wait_for(&mut f, timeout);
+        }
+        *f = false;
+        !self.shutdown.load(Ordering::SeqCst)
+    }
+
+    fn stop(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        self.notify();
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Stats {
+    pub seals: AtomicU64,
+    pub merges: AtomicU64,
+    pub index_builds: AtomicU64,
+    pub optimizer_errors: AtomicU64,
+    pub last_optimizer_error: Mutex<Option<String>>,
+}
+
+pub(crate) struct Inner {
+    pub name: String,
+    pub dir: Arc<dyn Directory>,
+    pub folder: PathBuf,
+    pub config: CollectionConfig,
+    pub writer: Mutex<Writer>,
+    pub current: RwLock<Arc<View>>,
+    commit: Mutex<CommitState>,
+    commit_cv: Condvar,
+    /// Serializes optimizer jobs (background thread and `optimize()`).
+    pub jobs: Mutex<()>,
+    pub signal: Arc<Signal>,
+    pub dropped: AtomicBool,
+    pub stats: Stats,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    _lock: Arc<dyn LockGuard>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.signal.stop();
+        let me = std::thread::current().id();
+        for t in self.threads.get_mut().drain(..) {
+            if t.thread().id() != me {
+                let _ = t.join();
+            }
+        }
+        if !self.dropped.load(Ordering::SeqCst) {
+            let w = self.writer.get_mut();
+            if let Err(e) = w.wal.sync() {
+                tracing::error!(collection = %self.name, "final WAL sync failed: {e}");
+            }
+        }
+    }
+}
+
+/// Collection status as reported by [`Collection::info`].
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct CollectionInfo {
+    /// The collection's name.
+    pub name: String,
+    /// Its configuration.
+    pub config: CollectionConfig,
+    /// Live points.
+    pub points: u64,
+    /// Points in sealed segments (searchable by index once the graph exists).
+    pub sealed_points: u64,
+    /// Last applied (and visible) LSN.
+    pub lsn: Lsn,
+    /// LSN up to which segments on disk hold everything (the WAL after it is replayed on open).
+    pub applied_lsn: Lsn,
+    /// Segments, newest first.
+    pub segments: Vec<SegmentInfo>,
+    /// Declared payload indexes.
+    pub payload_schema: BTreeMap<String, PayloadIndexKind>,
+    /// Bytes held by WAL files.
+    pub wal_bytes: u64,
+    /// Number of WAL files.
+    pub wal_files: usize,
+    /// Optimizer counters.
+    pub optimizer: OptimizerInfo,
+}
+
+/// One segment in [`CollectionInfo`].
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct SegmentInfo {
+    /// Segment id.
+    pub id: u64,
+    /// `mutable`, `sealing` or `sealed`.
+    pub kind: &'static str,
+    /// Live points.
+    pub points: u64,
+    /// Deleted points still held.
+    pub deleted: u64,
+    /// Payload indexes present in this segment.
+    pub indexed_fields: Vec<String>,
+    /// Bytes of mapped files (sealed) — page cache, not heap.
+    pub mapped_bytes: u64,
+    /// Bytes of heap (mutable segments).
+    pub heap_bytes: u64,
+}
+
+/// Optimizer activity.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct OptimizerInfo {
+    /// Mutable segments sealed.
+    pub seals: u64,
+    /// Merges and vacuums.
+    pub merges: u64,
+    /// Payload index files built for existing segments.
+    pub index_builds: u64,
+    /// Failed jobs (retried later).
+    pub errors: u64,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+}
+
+fn validate_vector(v: &[f32], dim: usize, point: Option<PointId>) -> Result<()> {
+    if v.len() != dim {
+        return Err(Error::DimensionMismatch {
+            point,
+            expected: dim,
+            got: v.len(),
+        });
+    }
+    if let Some((index, &value)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+        return Err(Error::NonFiniteVector {
+            point,
+            index,
+            value,
+        });
+    }
+    Ok(())
+}
+
+fn check_batch(n: usize, limit: usize, what: &'static str) -> Result<()> {
+    if n == 0 {
+        return Err(Error::invalid_argument(what, "must not be empty"));
+    }
+    if n > limit {
+        return Err(Error::invalid_argument(
+            what,
+            format!("{n} items is over the limit of {limit} per request"),
+        ));
+    }
+    Ok(())
+}
+
+impl Inner {
+    fn check_open(&self) -> Result<()> {
+        if self.dropped.load(Ordering::SeqCst) {
+            return Err(Error::CollectionDropped(self.name.clone()));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn view(&self) -> Arc<View> {
+        self.current.read().clone()
+    }
+
+    pub(crate) fn publish(&self, view: Arc<View>) {
+        view.mutable().publish(view.mutable_len());
+        *self.current.write() = view;
+    }
+
+    /// Makes every appended record durable and publishes all pending views. Writer lock held.
+    pub(crate) fn sync_locked(&self, w: &mut Writer) -> Result<()> {
+        match w.wal.sync() {
+            Ok(()) => {
+                let mut c = self.commit.lock();
+                c.durable = c.durable.max(c.written);
+                c.durable_pos = w.wal.pos();
+                if let Some((_, view, _)) = c.pending.drain(..).next_back() {
+                    self.publish(view);
+                }
+                self.commit_cv.notify_all();
+                Ok(())
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                self.rollback_locked(w, &msg);
+                Err(e)
+            }
+        }
+    }
+
+    /// Undoes writes that could not be made durable. Writer lock held.
+    fn rollback_locked(&self, w: &mut Writer, reason: &str) {
+        let mut c = self.commit.lock();
+        if c.pending.is_empty() {
+            return;
+        }
+        let published = self.view();
+        tracing::error!(
+            collection = %self.name,
+            lost_from = published.lsn + 1,
+            lost_to = c.written,
+            "WAL sync failed ({reason}); rolling back writes not yet durable"
+        );
+        if let Err(e) = w.wal.rollback(c.durable_pos) {
+            w.poisoned = Some(format!(
+                "WAL sync failed ({reason}) and the log could not be cut back: {e}"
+            ));
+        }
+        w.state.rollback_to(&published);
+        c.pending.clear();
+        c.written = c.durable;
+        c.epoch += 1;
+        c.error = Some(reason.to_owned());
+        self.commit_cv.notify_all();
+    }
+
+    /// Waits until `lsn` is durable (group commit: one waiter syncs for all).
+    fn wait_durable(&self, lsn: Lsn, epoch: u64) -> Result<()> {
+        let mut c = self.commit.lock();
+        loop {
+            if c.epoch != epoch {
+                return Err(Error::io(
+                    self.dir.describe(&self.folder.join(WAL_DIR)),
+                    std::io::Error::other(format!(
+                        "write not durable: {}",
+                        c.error.clone().unwrap_or_default()
+                    )),
+                ));
+            }
+            if c.durable >= lsn {
+                return Ok(());
+            }
+            if c.syncing {
+                self.commit_cv.wait(&mut c);
+                continue;
+            }
+            let target = c.written;
+            let Some(handle) = c.handle.clone() else {
+                return Err(Error::io(
+                    &self.folder,
+                    std::io::Error::other("no WAL file to sync"),
+                ));
+            };
+            c.syncing = true;
+            drop(c);
+            let result = handle.sync();
+            match result {
+                Ok(()) => {
+                    c = self.commit.lock();
+                    c.syncing = false;
+                    if c.durable < target {
+                        c.durable = target;
+                    }
+                    let mut last = None;
+                    while c.pending.front().is_some_and(|(l, _, _)| *l <= c.durable) {
+                        last = c.pending.pop_front();
+                    }
+                    if let Some((_, view, pos)) = last {
+                        c.durable_pos = pos;
+                        self.publish(view);
+                    }
+                    self.commit_cv.notify_all();
+                }
+                Err(e) => {
+                    // Keep leadership (`syncing`) until the rollback is done, so no other waiter
+                    // syncs records that are about to be cut off.
+                    let mut w = self.writer.lock();
+                    let already = self.commit.lock().durable >= target;
+                    if !already {
+                        self.rollback_locked(&mut w, &e.to_string());
+                    }
+                    self.commit.lock().syncing = false;
+                    self.commit_cv.notify_all();
+                    drop(w);
+                    c = self.commit.lock();
+                }
+            }
+        }
+    }
+
+    /// Syncs whatever is written (interval policy and `flush`); errors are returned.
+    fn sync_written(&self) -> Result<()> {
+        let (target, handle) = {
+            let c = self.commit.lock();
+            if c.durable >= c.written || c.syncing {
+                return Ok(());
+            }
+            (c.written, c.handle.clone())
+        };
+        if let Some(h) = handle {
+            h.sync()
+                .map_err(|e| Error::io(self.dir.describe(&self.folder.join(WAL_DIR)), e))?;
+            let mut c = self.commit.lock();
+            c.durable = c.durable.max(target);
+        }
+        Ok(())
+    }
+
+    /// The write path: `build` validates and resolves against the writer's state and returns the
+    /// operation to log; it is appended, applied and published (after fsync under `Always`).
+    fn write(&self, build: impl FnOnce(&Inner, &mut Writer) -> Result<Op>) -> Result<Lsn> {
+        let (lsn, epoch) = {
+            let mut w = self.writer.lock();
+            self.check_open()?;
+            if let Some(reason) = &w.poisoned {
+                return Err(Error::ReadOnly {
+                    collection: self.name.clone(),
+                    reason: reason.clone(),
+                });
+            }
+            let op = build(self, &mut w)?;
+            let lsn = w.wal.next_lsn();
+            let before = w.wal.pos();
+            w.wal.append(lsn, &op.encode())?;
+            if let Err(e) = w.state.apply(lsn, &op) {
+                // Reads were checked while building the op, so this means the data changed under
+                // us (a damaged file): undo the append and refuse further writes.
+                let _ = w.wal.rollback(before);
+                w.poisoned = Some(format!("applying LSN {lsn} failed: {e}"));
+                return Err(e);
+            }
+            let view = w.state.view();
+            let handle = w.wal.sync_handle();
+            let mut c = self.commit.lock();
+            c.written = lsn;
+            c.handle = Some(handle);
+            match self.config.wal.fsync {
+                FsyncPolicy::Always => {
+                    c.pending.push_back((lsn, view, w.wal.pos()));
+                    (lsn, Some(c.epoch))
+                }
+                FsyncPolicy::Interval(_) | FsyncPolicy::Never => {
+                    c.durable_pos = w.wal.pos();
+                    drop(c);
+                    self.publish(view);
+                    (lsn, None)
+                }
+            }
+        };
+        if let Some(epoch) = epoch {
+            self.wait_durable(lsn, epoch)?;
+        }
+        if self.config.optimizer.background
+            && self.view().mutable_len() >= self.config.optimizer.seal_threshold
+        {
+            self.signal.notify();
+        }
+        Ok(lsn)
+    }
+
+    /// Resolves a selector to ids. Filters are evaluated on the published state after making
+    /// every pending write durable (so they see all earlier writes). Writer lock held.
+    fn resolve(
+        &self,
+        w: &mut Writer,
+        selector: &PointSelector,
+        must_exist: bool,
+    ) -> Result<Vec<PointId>> {
+        match selector {
+            PointSelector::Ids(ids) => {
+                check_batch(ids.len(), self.config.limits.max_batch_points, "points")?;
+                if must_exist {
+                    for &id in ids {
+                        match w.state.locate(id) {
+                            None => return Err(Error::PointNotFound(id)),
+                            // Check the payload is readable now, so applying cannot fail later.
+                            Some(loc) => drop(w.state.read(loc)?),
+                        }
+                    }
+                }
+                Ok(ids.clone())
+            }
+            PointSelector::Filter(f) => {
+                self.sync_locked(w)?;
+                let view = self.view();
+                let compiled = CompiledFilter::compile(f, &view.schema)?;
+                read::matching_ids(&view, &compiled)
+            }
+        }
+    }
+
+    fn check_payload(&self, id: PointId, payload: &Payload) -> Result<()> {
+        let size = serde_json::to_vec(payload)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if size > self.config.limits.max_payload_bytes {
+            return Err(Error::InvalidPayload {
+                point: id,
+                reason: format!(
+                    "{size} bytes of JSON is over the limit of {} bytes",
+                    self.config.limits.max_payload_bytes
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn stats_info(&self) -> OptimizerInfo {
+        OptimizerInfo {
+            seals: self.stats.seals.load(Ordering::Relaxed),
+            merges: self.stats.merges.load(Ordering::Relaxed),
+            index_builds: self.stats.index_builds.load(Ordering::Relaxed),
+            errors: self.stats.optimizer_errors.load(Ordering::Relaxed),
+            last_error: self.stats.last_optimizer_error.lock().clone(),
+        }
+    }
+}
+
+/// Removes leftovers of interrupted work: segment folders the manifest does not list, partial
+/// folders, stale tombstone and index files.
+fn collect_garbage(dir: &dyn Directory, folder: &Path, manifest: &Manifest) -> Result<()> {
+    let segs = folder.join(SEGMENTS_DIR);
+    let shown = dir.describe(&segs);
+    dir.create_dir_all(&segs).at(&shown)?;
+    let live: HashMap<String, &crate::manifest::ManifestSegment> = manifest
+        .segments
+        .iter()
+        .map(|s| (sealed::folder_name(s.id), s))
+        .collect();
+    let mut removed = false;
+    for entry in dir.list(&segs).at(&shown)? {
+        let path = segs.join(&entry.name);
+        match live.get(&entry.name) {
+            None => {
+                tracing::info!(path = %dir.describe(&path).display(), "removing unreferenced segment data");
+                if entry.is_dir {
+                    dir.remove_dir_all(&path).at(&dir.describe(&path))?;
+                } else {
+                    dir.remove_file(&path).at(&dir.describe(&path))?;
+                }
+                removed = true;
+            }
+            Some(ms) => {
+                let keep_index: Vec<String> = ms
+                    .indexes
+                    .keys()
+                    .map(|f| crate::payload::index::file_name(f))
+                    .collect();
+                for file in dir.list(&path).at(&dir.describe(&path))? {
+                    let stale_tomb = file.name.starts_with("tombstones-")
+                        && Some(&file.name) != ms.tombstones.as_ref();
+                    let stale_index =
+                        file.name.starts_with("index-") && !keep_index.contains(&file.name);
+                    if stale_tomb || stale_index || file.name.ends_with(".tmp") {
+                        let p = path.join(&file.name);
+                        dir.remove_file(&p).at(&dir.describe(&p))?;
+                    }
+                }
+            }
+        }
+    }
+    if removed {
+        dir.sync_dir(&segs).at(&shown)?;
+    }
+    Ok(())
+}
+
+impl Collection {
+    /// Opens the collection stored in `folder` (a manifest exists there).
+    pub(crate) fn open(
+        dir: Arc<dyn Directory>,
+        folder: PathBuf,
+        name: String,
+        lock: Arc<dyn LockGuard>,
+    ) -> Result<Collection> {
+        let manifest = Manifest::read(&*dir, &folder)?;
+        let config = manifest.config.clone();
+        config.validate()?;
+        collect_garbage(&*dir, &folder, &manifest)?;
+        let mut sealed_entries = Vec::new();
+        for ms in &manifest.segments {
+            let seg_folder = folder.join(SEGMENTS_DIR).join(sealed::folder_name(ms.id));
+            let seg = SealedSegment::open(
+                &*dir,
+                ms.id,
+                &seg_folder,
+                config.dimension,
+                config.metric,
+                ms.count,
+                &ms.indexes,
+            )?;
+            let deletes = match &ms.tombstones {
+                Some(f) => read_tombstones(&*dir, &seg_folder.join(f), ms.count)?,
+                None => RoaringBitmap::new(),
+            };
+            sealed_entries.push(SegEntry::new(
+                Arc::new(Segment::Sealed(seg)),
+                deletes,
+                ms.tombstones.clone(),
+            ));
+        }
+        let mutable_id = manifest.next_segment_id;
+        let mut state = WriterState {
+            lsn: manifest.applied_lsn,
+            applied_lsn: manifest.applied_lsn,
+            next_segment_id: manifest.next_segment_id + 1,
+            schema: Arc::new(manifest.schema.clone()),
+            mutable: SegEntry::new(
+                Arc::new(Segment::Mutable(MutableSegment::new(
+                    mutable_id,
+                    config.dimension,
+                ))),
+                RoaringBitmap::new(),
+                None,
+            ),
+            frozen: None,
+            frozen_lsn: 0,
+            sealed: sealed_entries,
+        };
+        let mut replayed = 0u64;
+        let wal = Wal::open(
+            dir.clone(),
+            &folder.join(WAL_DIR),
+            config.wal.segment_bytes,
+            manifest.applied_lsn,
+            |lsn, op| {
+                replayed += 1;
+                state.apply(lsn, &op)
+            },
+        )?;
+        state.lsn = wal.next_lsn() - 1;
+        if replayed > 0 {
+            tracing::info!(collection = %name, records = replayed, lsn = state.lsn, "replayed WAL");
+        }
+        let view = state.view();
+        view.mutable().publish(view.mutable_len());
+        let pos = wal.pos();
+        let inner = Arc::new(Inner {
+            name,
+            dir,
+            folder,
+            commit: Mutex::new(CommitState {
+                written: state.lsn,
+                durable: state.lsn,
+                durable_pos: pos,
+                syncing: false,
+                handle: Some(wal.sync_handle()),
+                pending: VecDeque::new(),
+                epoch: 0,
+                error: None,
+            }),
+            writer: Mutex::new(Writer {
+                state,
+                wal,
+                poisoned: None,
+            }),
+            current: RwLock::new(view),
+            commit_cv: Condvar::new(),
+            jobs: Mutex::new(()),
+            signal: Signal::new(),
+            dropped: AtomicBool::new(false),
+            stats: Stats::default(),
+            threads: Mutex::new(Vec::new()),
+            config,
+            _lock: lock,
+        });
+        Self::spawn_threads(&inner)?;
+        Ok(Collection { inner })
+    }
+
+    fn spawn_threads(inner: &Arc<Inner>) -> Result<()> {
+        let mut threads = Vec::new();
+        if inner.config.optimizer.background {
+            let weak: Weak<Inner> = Arc::downgrade(inner);
+            let signal = inner.signal.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("deftech-opt-{}", inner.name))
+                .spawn(move || optimizer::run(weak, signal))
+                .map_err(|e| Error::io(&inner.folder, e))?;
+            threads.push(t);
+        }
+        if let FsyncPolicy::Interval(every) = inner.config.wal.fsync {
+            let weak: Weak<Inner> = Arc::downgrade(inner);
+            let signal = inner.signal.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("deftech-sync-{}", inner.name))
+                .spawn(move || {
+                    while signal.wait(every) {
+                        let Some(inner) = weak.upgrade() else { break };
+                        if let Err(e) = inner.sync_written() {
+                            tracing::error!(collection = %inner.name, "interval WAL sync failed: {e}");
+                        }
+                    }
+                })
+                .map_err(|e| Error::io(&inner.folder, e))?;
+            threads.push(t);
+        }
+        *inner.threads.lock() = threads;
+        Ok(())
+    }
+
+    /// The collection's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The collection's configuration.
+    pub fn config(&self) -> &CollectionConfig {
+        &self.inner.config
+    }
+
+    /// Inserts or replaces points (vector and payload). Duplicate ids within one batch: the last
+    /// one wins. The batch is validated whole first: a rejected batch changes nothing.
+    pub fn upsert(&self, points: impl IntoIterator<Item = Point>) -> Result<Lsn> {
+        let points: Vec<Point> = points.into_iter().collect();
+        let config = &self.inner.config;
+        check_batch(points.len(), config.limits.max_batch_points, "points")?;
+        let mut last: HashMap<PointId, usize> = HashMap::with_capacity(points.len());
+        for (i, p) in points.iter().enumerate() {
+            validate_vector(&p.vector, config.dimension, Some(p.id))?;
+            last.insert(p.id, i);
+        }
+        let mut data = Vec::with_capacity(last.len());
+        for (i, p) in points.into_iter().enumerate() {
+            if last[&p.id] != i {
+                continue;
+            }
+            let payload = match p.payload {
+                serde_json::Value::Null => Payload::new(),
+                serde_json::Value::Object(o) => o,
+                other => {
+                    return Err(Error::InvalidPayload {
+                        point: p.id,
+                        reason: format!("must be a JSON object, got {}", json_kind(&other)),
+                    });
+                }
+            };
+            self.inner.check_payload(p.id, &payload)?;
+            let mut vector = p.vector;
+            if config.metric == Metric::Cosine {
+                distance::normalize(&mut vector);
+            }
+            data.push(PointData {
+                id: p.id,
+                vector,
+                payload,
+            });
+        }
+        self.inner.write(|_, _| Ok(Op::Upsert(data)))
+    }
+
+    /// Deletes points by id (ids that do not exist are ignored).
+    pub fn delete(&self, ids: impl IntoIterator<Item = PointId>) -> Result<Lsn> {
+        let ids: Vec<PointId> = ids.into_iter().collect();
+        check_batch(ids.len(), self.inner.config.limits.max_batch_points, "ids")?;
+        self.inner.write(|_, _| Ok(Op::Delete(ids)))
+    }
+
+    /// Deletes every point matching `filter`.
+    pub fn delete_by_filter(&self, filter: &Filter) -> Result<Lsn> {
+        self.inner.write(|inner, w| {
+            let ids = inner.resolve(w, &PointSelector::Filter(filter.clone()), false)?;
+            Ok(Op::Delete(ids))
+        })
+    }
+
+    fn payload_op(
+        &self,
+        selector: &PointSelector,
+        make: impl FnOnce(Vec<PointId>) -> Result<Op>,
+    ) -> Result<Lsn> {
+        self.inner.write(|inner, w| {
+            let ids = inner.resolve(w, selector, true)?;
+            make(ids)
+        })
+    }
+
+    /// Merges `payload` into the payload of the selected points (a `null` value removes the key).
+    /// With `key`, merges into the object at that path instead. Missing ids are an error and
+    /// nothing is changed.
+    pub fn set_payload(
+        &self,
+        selector: impl Into<PointSelector>,
+        payload: Payload,
+        key: Option<&str>,
+    ) -> Result<Lsn> {
+        if let Some(k) = key {
+            crate::payload::parse_set_key(k)?;
+        }
+        self.inner
+            .check_payload(PointId::Num(0), &payload)
+            .map_err(|_| {
+                Error::invalid_argument(
+                    "payload",
+                    format!(
+                        "over the limit of {} bytes",
+                        self.inner.config.limits.max_payload_bytes
+                    ),
+                )
+            })?;
+        let key = key.map(str::to_owned);
+        self.payload_op(&selector.into(), |ids| {
+            Ok(Op::SetPayload { ids, payload, key })
+        })
+    }
+
+    /// Replaces the payload of the selected points.
+    pub fn overwrite_payload(
+        &self,
+        selector: impl Into<PointSelector>,
+        payload: Payload,
+    ) -> Result<Lsn> {
+        self.inner
+            .check_payload(PointId::Num(0), &payload)
+            .map_err(|_| {
+                Error::invalid_argument(
+                    "payload",
+                    format!(
+                        "over the limit of {} bytes",
+                        self.inner.config.limits.max_payload_bytes
+                    ),
+                )
+            })?;
+        self.payload_op(&selector.into(), |ids| {
+            Ok(Op::OverwritePayload { ids, payload })
+        })
+    }
+
+    /// Removes keys (paths) from the payload of the selected points.
+    pub fn delete_payload_keys(
+        &self,
+        selector: impl Into<PointSelector>,
+        keys: &[&str],
+    ) -> Result<Lsn> {
+        if keys.is_empty() {
+            return Err(Error::invalid_argument("keys", "must not be empty"));
+        }
+        for k in keys {
+            JsonPath::parse(k).map_err(|e| Error::invalid_argument("keys", e))?;
+        }
+        let keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+        self.payload_op(&selector.into(), |ids| {
+            Ok(Op::DeletePayloadKeys { ids, keys })
+        })
+    }
+
+    /// Removes the whole payload of the selected points.
+    pub fn clear_payload(&self, selector: impl Into<PointSelector>) -> Result<Lsn> {
+        self.payload_op(&selector.into(), |ids| Ok(Op::ClearPayload(ids)))
+    }
+
+    /// Declares a payload index on `field`. Sealed segments get the index file built in the
+    /// background; until then filters on the field scan payloads, with identical results.
+    pub fn create_payload_index(&self, field: &str, kind: PayloadIndexKind) -> Result<Lsn> {
+        JsonPath::parse(field).map_err(|e| Error::invalid_argument("field_name", e))?;
+        let field = field.to_owned();
+        let lsn = self
+            .inner
+            .write(|_, _| Ok(Op::CreateIndex { field, kind }))?;
+        self.inner.signal.notify();
+        Ok(lsn)
+    }
+
+    /// Removes a payload index declaration.
+    pub fn delete_payload_index(&self, field: &str) -> Result<Lsn> {
+        let field = field.to_owned();
+        self.inner.write(|_, _| Ok(Op::DropIndex { field }))
+    }
+
+    /// Declared payload indexes.
+    pub fn payload_schema(&self) -> BTreeMap<String, PayloadIndexKind> {
+        (*self.inner.view().schema).clone()
+    }
+
+    fn query_vector(&self, v: &[f32]) -> Result<Vec<f32>> {
+        validate_vector(v, self.inner.config.dimension, None)?;
+        let mut q = v.to_vec();
+        if self.inner.config.metric == Metric::Cosine {
+            distance::normalize(&mut q);
+        }
+        Ok(q)
+    }
+
+    /// Nearest neighbours of `req.vector`, best first, with Qdrant's score conventions.
+    pub fn search(&self, req: &SearchRequest) -> Result<Vec<ScoredPoint>> {
+        self.inner.check_open()?;
+        if req.limit == 0 {
+            return Err(Error::invalid_argument("limit", "must be at least 1"));
+        }
+        if let Some(t) = req.score_threshold
+            && !t.is_finite()
+        {
+            return Err(Error::invalid_argument(
+                "score_threshold",
+                format!("must be finite, got {t}"),
+            ));
+        }
+        let q = self.query_vector(&req.vector)?;
+        let view = self.inner.view();
+        let filter = match &req.filter {
+            Some(f) => Some(CompiledFilter::compile(f, &view.schema)?),
+            None => None,
+        };
+        let k = req
+            .limit
+            .checked_add(req.offset)
+            .ok_or_else(|| Error::invalid_argument("offset", "limit + offset overflows"))?;
+        let metric = self.inner.config.metric;
+        let cands = read::exact_search(&view, metric, &q, k, filter.as_ref(), req.score_threshold)?;
+        let page: Vec<_> = cands.into_iter().skip(req.offset).collect();
+        read::materialize(
+            &view,
+            metric,
+            &page,
+            req.score_threshold,
+            &req.with_payload,
+            req.with_vector,
+        )
+    }
+
+    /// Points by id, in the order asked, skipping ids that do not exist.
+    pub fn get(
+        &self,
+        ids: &[PointId],
+        with_payload: impl Into<PayloadSelector>,
+        with_vector: bool,
+    ) -> Result<Vec<Record>> {
+        self.inner.check_open()?;
+        read::get(&self.inner.view(), ids, &with_payload.into(), with_vector)
+    }
+
+    /// One page of points in id order (numeric ids first, then UUIDs).
+    pub fn scroll(&self, req: &ScrollRequest) -> Result<ScrollResult> {
+        self.inner.check_open()?;
+        if req.limit == 0 {
+            return Err(Error::invalid_argument("limit", "must be at least 1"));
+        }
+        let view = self.inner.view();
+        let filter = match &req.filter {
+            Some(f) => Some(CompiledFilter::compile(f, &view.schema)?),
+            None => None,
+        };
+        read::scroll(
+            &view,
+            filter.as_ref(),
+            req.offset,
+            req.limit,
+            &req.with_payload,
+            req.with_vector,
+        )
+    }
+
+    /// Number of live points matching `filter` (all points without one). Always exact.
+    pub fn count(&self, filter: Option<&Filter>) -> Result<u64> {
+        self.inner.check_open()?;
+        let view = self.inner.view();
+        let compiled = match filter {
+            Some(f) => Some(CompiledFilter::compile(f, &view.schema)?),
+            None => None,
+        };
+        read::count(&view, compiled.as_ref())
+    }
+
+    /// Makes every acknowledged write durable (fsyncs the WAL, whatever the policy).
+    pub fn flush(&self) -> Result<()> {
+        self.inner.check_open()?;
+        let mut w = self.inner.writer.lock();
+        self.inner.sync_locked(&mut w)
+    }
+
+    /// Seals the mutable segment (whatever its size), builds missing payload indexes, and
+    /// merges and vacuums per the optimizer settings; returns when there is nothing left to do.
+    pub fn optimize(&self) -> Result<()> {
+        self.inner.check_open()?;
+        optimizer::optimize_all(&self.inner)
+    }
+
+    /// The LSN of the last visible write.
+    pub fn lsn(&self) -> Lsn {
+        self.inner.view().lsn
+    }
+
+    /// Status, sizes and counters.
+    pub fn info(&self) -> CollectionInfo {
+        let view = self.inner.view();
+        let (applied_lsn, wal_bytes, wal_files) = {
+            let w = self.inner.writer.lock();
+            (w.state.applied_lsn, w.wal.total_bytes(), w.wal.file_count())
+        };
+        let segments = view
+            .segments
+            .iter()
+            .enumerate()
+            .map(|(i, sv)| match &*sv.seg {
+                Segment::Mutable(m) => SegmentInfo {
+                    id: m.id(),
+                    kind: if i == 0 { "mutable" } else { "sealing" },
+                    points: sv.live_count(),
+                    deleted: sv.deletes.len(),
+                    indexed_fields: Vec::new(),
+                    mapped_bytes: 0,
+                    heap_bytes: m.heap_bytes() as u64,
+                },
+                Segment::Sealed(s) => SegmentInfo {
+                    id: s.id(),
+                    kind: "sealed",
+                    points: sv.live_count(),
+                    deleted: sv.deletes.len(),
+                    indexed_fields: s.indexed_fields().map(|(f, _)| f.clone()).collect(),
+                    mapped_bytes: s.mapped_bytes() as u64,
+                    heap_bytes: sv.deletes.serialized_size() as u64,
+                },
+            })
+            .collect::<Vec<_>>();
+        CollectionInfo {
+            name: self.inner.name.clone(),
+            config: self.inner.config.clone(),
+            points: view.live_count(),
+            sealed_points: view
+                .segments
+                .iter()
+                .filter(|s| s.seg.as_sealed().is_some())
+                .map(|s| s.live_count())
+                .sum(),
+            lsn: view.lsn,
+            applied_lsn,
+            segments,
+            payload_schema: (*view.schema).clone(),
+            wal_bytes,
+            wal_files,
+            optimizer: self.inner.stats_info(),
+        }
+    }
+
+    /// Checks every sealed segment file's checksum (reads everything).
+    pub fn verify(&self) -> Result<()> {
+        let view = self.inner.view();
+        for sv in &view.segments {
+            if let Some(s) = sv.seg.as_sealed() {
+                s.verify(&*self.inner.dir)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks the handle dead after `Database::drop_collection`.
+    pub(crate) fn mark_dropped(&self) {
+        self.inner.dropped.store(true, Ordering::SeqCst);
+        self.inner.signal.stop();
+        // Wait for a running optimizer job to finish before the files go away.
+        drop(self.inner.jobs.lock());
+    }
+
+    /// Stops background threads and syncs the WAL.
+    pub(crate) fn close(&self) -> Result<()> {
+        self.inner.signal.stop();
+        let threads: Vec<_> = self.inner.threads.lock().drain(..).collect();
+        for t in threads {
+            let _ = t.join();
+        }
+        if self.inner.dropped.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let mut w = self.inner.writer.lock();
+        self.inner.sync_locked(&mut w)
+    }
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a bool",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}

@@ -1,0 +1,118 @@
+//! Storage behind a trait: the real file system (with mmapped reads) and an in-memory directory
+//! that can simulate a crash and a full disk, so tests and fuzzing run in memory (the idea of
+//! tantivy's `Directory`).
+//!
+//! All paths are relative to the directory's root and use `/` separators.
+
+mod fs;
+mod memory;
+
+use std::fmt;
+use std::io;
+use std::ops::Deref;
+use std::path::Path;
+use std::sync::Arc;
+
+pub use fs::FsDirectory;
+pub use memory::MemoryDirectory;
+
+/// Where a database keeps its files.
+pub trait Directory: Send + Sync + fmt::Debug {
+    /// A human-readable location, for error messages.
+    fn describe(&self, path: &Path) -> std::path::PathBuf;
+    /// Creates a folder and its parents.
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Maps a whole file for reading. The bytes never change: files are never modified once
+    /// written and synced, and a replaced file keeps its old bytes for existing readers.
+    fn read(&self, path: &Path) -> io::Result<FileBytes>;
+    /// Creates (or truncates) a file for writing.
+    fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>>;
+    /// Opens an existing file for appending at its end.
+    fn append(&self, path: &Path) -> io::Result<Box<dyn WritableFile>>;
+    /// Atomically renames a file or folder, replacing `to` if it is a file.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes a file.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Removes a folder and everything under it.
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Lists a folder's direct children, sorted by name.
+    fn list(&self, dir: &Path) -> io::Result<Vec<DirEntry>>;
+    /// True if a file or folder exists at `path`.
+    fn exists(&self, path: &Path) -> bool;
+    /// Makes the folder's entries (creations, renames, removals) durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Takes the exclusive ownership lock of the whole directory; `WouldBlock` when another
+    /// owner holds it. Released when the returned guard drops.
+    fn lock(&self) -> io::Result<Box<dyn LockGuard>>;
+}
+
+/// Held while a directory is owned.
+pub trait LockGuard: Send + Sync + fmt::Debug {}
+
+/// A file open for writing.
+pub trait WritableFile: Send + fmt::Debug {
+    /// Appends bytes at the end. On error, some prefix of `buf` may have been written.
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
+    /// Overwrites bytes at an offset below the current length (used for headers).
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()>;
+    /// Flushes data to stable storage (`fdatasync`).
+    fn sync(&mut self) -> io::Result<()>;
+    /// Cuts (or extends with zeros) the file to `len` bytes.
+    fn set_len(&mut self, len: u64) -> io::Result<()>;
+    /// Current length in bytes.
+    fn len(&self) -> u64;
+    /// A handle that syncs this same file from another thread (for group commit).
+    fn sync_handle(&self) -> io::Result<Arc<dyn SyncHandle>>;
+}
+
+/// Syncs a file from any thread.
+pub trait SyncHandle: Send + Sync + fmt::Debug {
+    /// `fdatasync` on the file.
+    fn sync(&self) -> io::Result<()>;
+}
+
+/// A directory entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    /// The entry's file name.
+    pub name: String,
+    /// True for a folder.
+    pub is_dir: bool,
+}
+
+/// Immutable bytes of a file: an mmap or a shared in-memory buffer. Aligned to at least 8 bytes.
+#[derive(Clone)]
+pub struct FileBytes {
+    inner: Arc<dyn AsBytes>,
+}
+
+pub(crate) trait AsBytes: Send + Sync {
+    fn as_bytes(&self) -> &[u8];
+}
+
+impl FileBytes {
+    pub(crate) fn new(inner: Arc<dyn AsBytes>) -> Self {
+        FileBytes { inner }
+    }
+
+    /// Bytes copied into an 8-byte-aligned buffer (for tests and fuzzing).
+    pub fn from_vec(bytes: Vec<u8>) -> Self {
+        FileBytes {
+            inner: Arc::new(memory::AlignedBytes::from_slice(&bytes)),
+        }
+    }
+}
+
+impl Deref for FileBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.inner.as_bytes()
+    }
+}
+
+impl fmt::Debug for FileBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FileBytes({} bytes)", self.len())
+    }
+}
