@@ -63,19 +63,25 @@ pub use request::{
 };
 pub use types::{Lsn, Metric, Payload, Point, PointId, Record, ScoredPoint};
 
-/// Entry points for the fuzz targets (not part of the stable API).
+/// Entry points for the fuzz targets and their corpus tests (not part of the stable API).
 #[doc(hidden)]
 pub mod fuzzing {
+    use std::collections::BTreeMap;
     use std::path::Path;
+    use std::sync::Arc;
 
     use crate::directory::{Directory, MemoryDirectory};
+    use crate::payload::PayloadIndexKind;
+    use crate::segment::SealedSegment;
+    use crate::segment::writer::SegmentBuilder;
+    use crate::types::{Metric, PointId};
 
     /// Decodes one WAL record body; must never panic.
     pub fn decode_wal_record(bytes: &[u8]) -> bool {
         crate::wal::Op::decode(bytes).is_ok()
     }
 
-    /// Replays a WAL file made of `bytes`; must never panic.
+    /// Opens a WAL made of one file with these bytes and replays it; must never panic.
     pub fn replay_wal_file(bytes: &[u8]) -> bool {
         let dir = MemoryDirectory::new();
         let _ = dir.create_dir_all(Path::new("wal"));
@@ -84,13 +90,100 @@ pub mod fuzzing {
         };
         let _ = f.write_all(bytes);
         drop(f);
-        crate::wal::Wal::open(
-            std::sync::Arc::new(dir),
-            Path::new("wal"),
-            1 << 20,
-            0,
-            |_, _| Ok(()),
-        )
-        .is_ok()
+        crate::wal::Wal::open(Arc::new(dir), Path::new("wal"), 1 << 20, 0, |_, _| Ok(())).is_ok()
+    }
+
+    /// Names of the files of a sealed segment, in the order [`open_segment`] indexes them.
+    pub const SEGMENT_FILES: [&str; 6] = [
+        "vectors.bin",
+        "ids.bin",
+        "versions.bin",
+        "payloads.bin",
+        "index-6b.idx",
+        "index-6e.idx",
+    ];
+
+    /// The files of a small valid segment (4 points, dimension 3, keyword index on `k`, integer
+    /// index on `n`): the seeds of the segment corpus.
+    pub fn valid_segment_files() -> Vec<(String, Vec<u8>)> {
+        let dir = MemoryDirectory::new();
+        build_segment(&dir);
+        SEGMENT_FILES
+            .iter()
+            .map(|name| {
+                let bytes = dir
+                    .read(&Path::new("segs/0000000000000001").join(name))
+                    .expect("built");
+                ((*name).to_owned(), bytes.to_vec())
+            })
+            .collect()
+    }
+
+    fn schema() -> BTreeMap<String, PayloadIndexKind> {
+        BTreeMap::from([
+            ("k".to_owned(), PayloadIndexKind::Keyword),
+            ("n".to_owned(), PayloadIndexKind::Integer),
+        ])
+    }
+
+    fn build_segment(dir: &MemoryDirectory) {
+        let mut b = SegmentBuilder::new(dir, Path::new("segs"), 1, 3, Metric::Dot, &schema())
+            .expect("builder");
+        let payloads = [
+            r#"{"k":"a","n":1}"#,
+            r#"{"k":["a","b"],"n":[2,3.5]}"#,
+            "",
+            r#"{"n":"x","other":{"deep":[1,2]}}"#,
+        ];
+        for (i, p) in payloads.iter().enumerate() {
+            let v = [i as f32, 1.0, -(i as f32)];
+            b.add(
+                PointId::Num(i as u64 * 7),
+                i as u64 + 1,
+                &v,
+                p.as_bytes(),
+                None,
+            )
+            .expect("add");
+        }
+        b.finish().expect("finish");
+    }
+
+    /// Replaces file `which % 6` of a valid segment with `bytes`, opens the segment and, if that
+    /// succeeds, reads every point and runs indexed filters; must never panic.
+    pub fn open_segment(which: u8, bytes: &[u8]) -> bool {
+        let dir = MemoryDirectory::new();
+        build_segment(&dir);
+        let folder = Path::new("segs/0000000000000001");
+        let name = SEGMENT_FILES[usize::from(which) % SEGMENT_FILES.len()];
+        let Ok(mut f) = dir.create(&folder.join(name)) else {
+            return false;
+        };
+        let _ = f.write_all(bytes);
+        drop(f);
+        let Ok(seg) = SealedSegment::open(&dir, 1, folder, 3, Metric::Dot, 4, &schema()) else {
+            return false;
+        };
+        let _ = seg.verify(&dir);
+        for off in 0..seg.count() {
+            let _ = seg.point_id(off);
+            let _ = seg.version(off);
+            let _ = seg.payload(off);
+            let _ = seg.vector(off);
+        }
+        for rank in 0..seg.count() as usize {
+            let _ = seg.by_rank(rank);
+        }
+        for id in [0u64, 7, 14, 21, 99] {
+            let _ = seg.find(PointId::Num(id));
+        }
+        let filter = crate::filter::Filter::must([
+            crate::filter::Condition::matches("k", "a"),
+            crate::filter::Condition::range("n", crate::filter::Range::default().gte(1.0)),
+        ]);
+        if let Ok(compiled) = crate::filter::CompiledFilter::compile(&filter, &schema()) {
+            let _ = crate::filter::plan::plan(&compiled, &seg);
+        }
+        true
     }
 }

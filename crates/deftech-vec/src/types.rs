@@ -60,8 +60,8 @@ impl From<Uuid> for PointId {
 impl fmt::Display for PointId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PointId::Num(n) => write!(f, "{n}"),
-            PointId::Uuid(u) => write!(f, "{}", u.hyphenated()),
+            PointId::Num(n) => f.pad(&n.to_string()),
+            PointId::Uuid(u) => f.pad(&u.hyphenated().to_string()),
         }
     }
 }

@@ -454,8 +454,12 @@ impl Wal {
         Ok(())
     }
 
-    /// Deletes closed files whose records are all at or below `applied`.
+    /// Deletes closed files whose records are all at or below `applied`. When the active file
+    /// itself is wholly covered, it is closed first so that its space is returned too.
     pub(crate) fn remove_covered(&mut self, applied: Lsn) -> Result<usize> {
+        if self.next_lsn - 1 <= applied && self.active.len() > HEADER_LEN as u64 {
+            self.rotate()?;
+        }
         let mut removed = 0;
         while self.files.len() > 1 && self.files[1].first_lsn - 1 <= applied {
             let f = self.files.remove(0);
