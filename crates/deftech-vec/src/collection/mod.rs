@@ -961,6 +961,20 @@ impl Collection {
         optimizer::optimize_all(&self.inner)
     }
 
+    /// Runs only merge and vacuum jobs (test knob).
+    #[cfg(feature = "testing")]
+    #[doc(hidden)]
+    pub fn optimize_merges_only(&self) -> Result<()> {
+        optimizer::merge_only(&self.inner)
+    }
+
+    /// Seals the mutable segment without merging (test knob).
+    #[cfg(feature = "testing")]
+    #[doc(hidden)]
+    pub fn optimize_seal_only(&self) -> Result<()> {
+        optimizer::seal_only(&self.inner)
+    }
+
     /// The LSN of the last visible write.
     pub fn lsn(&self) -> Lsn {
         self.inner.view().lsn

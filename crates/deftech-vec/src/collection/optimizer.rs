@@ -66,6 +66,27 @@ pub(crate) fn optimize_all(inner: &Inner) -> Result<()> {
     Ok(())
 }
 
+/// Runs merge and vacuum jobs only, leaving the mutable segment alone (test knob: merges while
+/// the WAL holds writes the segments do not).
+#[cfg(feature = "testing")]
+pub(crate) fn merge_only(inner: &Inner) -> Result<()> {
+    let _job = inner.jobs.lock();
+    while merge(inner)? {
+        inner.stats.merges.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Seals the mutable segment and does nothing else (test knob).
+#[cfg(feature = "testing")]
+pub(crate) fn seal_only(inner: &Inner) -> Result<()> {
+    let _job = inner.jobs.lock();
+    if seal(inner, true)? {
+        inner.stats.seals.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
 /// Runs one job; false when there was nothing to do.
 fn step(inner: &Inner, force_seal: bool) -> Result<bool> {
     let _job = inner.jobs.lock();
