@@ -298,9 +298,8 @@ impl Inner {
             "WAL sync failed ({reason}); rolling back writes not yet durable"
         );
         if let Err(e) = w.wal.rollback(c.durable_pos) {
-            w.poisoned = Some(format!(
-                "WAL sync failed ({reason}) and the log could not be cut back: {e}"
-            ));
+            // The cut is retried before the next append; until then writes fail.
+            tracing::error!(collection = %self.name, "could not cut the WAL back yet: {e}");
         }
         w.state.rollback_to(&published);
         c.pending.clear();

@@ -361,10 +361,13 @@ impl Wal {
         }
     }
 
+    /// Cuts the active file back to the length recorded by a failed append or a rollback, and
+    /// makes that durable. Until this succeeds nothing is appended.
     fn repair(&mut self) -> Result<()> {
         if let Some(len) = self.broken_at {
             let shown = self.dir.describe(self.active_path());
             self.active.set_len(len).at(&shown)?;
+            self.active.sync().at(&shown)?;
             self.broken_at = None;
         }
         Ok(())
@@ -423,6 +426,7 @@ impl Wal {
 
     /// Makes everything appended so far durable.
     pub(crate) fn sync(&mut self) -> Result<()> {
+        self.repair()?;
         let shown = self.dir.describe(self.active_path());
         self.active.sync().at(&shown)
     }
@@ -433,7 +437,8 @@ impl Wal {
         self.handle.clone()
     }
 
-    /// Cuts the log back to `pos`, removing files started after it, and syncs.
+    /// Cuts the log back to `pos`, removing files started after it, and syncs. If the sync
+    /// fails, the cut is retried (and must succeed) before the next append.
     pub(crate) fn rollback(&mut self, pos: WalPos) -> Result<()> {
         while self.files.len() > 1
             && self.files.last().expect("non-empty").first_lsn > pos.file_first
@@ -446,12 +451,9 @@ impl Wal {
             self.handle = self.active.sync_handle().at(&self.dir.describe(&prev))?;
             self.closed_bytes = self.closed_bytes.saturating_sub(self.active.len());
         }
-        let shown = self.dir.describe(self.active_path());
-        self.active.set_len(pos.len).at(&shown)?;
-        self.active.sync().at(&shown)?;
-        self.broken_at = None;
         self.next_lsn = pos.next_lsn;
-        Ok(())
+        self.broken_at = Some(pos.len);
+        self.repair()
     }
 
     /// Deletes closed files whose records are all at or below `applied`. When the active file
