@@ -395,7 +395,10 @@ fn seal(inner: &Inner, force: bool) -> Result<bool> {
 }
 
 /// Picks sealed segments to vacuum (one mostly-deleted segment) or merge (the smallest).
-fn pick_merge(inner: &Inner) -> Option<(Vec<Input>, Vec<u64>, Lsn, u64, Arc<PayloadSchema>)> {
+/// A chosen merge: inputs, their segment ids, the boundary, the new id, the schema.
+type MergePlan = (Vec<Input>, Vec<u64>, Lsn, u64, Arc<PayloadSchema>);
+
+fn pick_merge(inner: &Inner) -> Option<MergePlan> {
     let mut w = inner.writer.lock();
     if w.poisoned.is_some() {
         return None;

@@ -61,6 +61,10 @@ pub trait WritableFile: Send + fmt::Debug {
     fn set_len(&mut self, len: u64) -> io::Result<()>;
     /// Current length in bytes.
     fn len(&self) -> u64;
+    /// True when the file holds no bytes.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// A handle that syncs this same file from another thread (for group commit).
     fn sync_handle(&self) -> io::Result<Arc<dyn SyncHandle>>;
 }

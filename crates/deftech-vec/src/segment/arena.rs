@@ -39,9 +39,12 @@ fn bucket_len(b: usize) -> usize {
     1 << (b as u32 + FIRST_BITS)
 }
 
+/// One bucket: slots that may not be initialized yet.
+type Bucket<T> = OnceLock<Box<[UnsafeCell<MaybeUninit<T>>]>>;
+
 /// Fixed-stride slots of `T`, written once each.
 pub(crate) struct Arena<T> {
-    buckets: [OnceLock<Box<[UnsafeCell<MaybeUninit<T>>]>>; BUCKETS],
+    buckets: [Bucket<T>; BUCKETS],
     stride: usize,
     initialized: AtomicUsize,
     published: AtomicUsize,

@@ -16,8 +16,10 @@ pub(crate) use sealed::SealedSegment;
 use crate::error::Result;
 use crate::types::{Lsn, Payload, PointId};
 
-/// A segment of either kind.
+/// A segment of either kind. Always behind an `Arc`, so the size difference of the variants
+/// costs nothing.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Segment {
     Mutable(MutableSegment),
     Sealed(SealedSegment),
