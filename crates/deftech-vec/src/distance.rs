@@ -1,5 +1,11 @@
 //! Vector distances: simsimd kernels (runtime-dispatched SIMD, with simsimd's own serial
-//! fallback) and plain scalar references used by tests.
+//! fallback) and plain scalar references used by tests; and a cache prefetch hint.
+//!
+//! # Safety
+//!
+//! The one `unsafe` block here issues a prefetch instruction for an address inside a live
+//! slice. Prefetches never fault and do not read memory architecturally, so any address is
+//! sound; we only ever pass addresses of borrowed slices.
 //!
 //! Internally every metric is a *distance*, lower is closer: `-dot` for Cosine (over vectors
 //! normalized at insert) and Dot, squared L2 for Euclid, L1 for Manhattan. [`to_score`] turns it
@@ -8,6 +14,24 @@
 use simsimd::SpatialSimilarity;
 
 use crate::types::Metric;
+
+/// Asks the CPU to start loading `v` into the cache (the first 4 cache lines).
+#[inline]
+pub(crate) fn prefetch(v: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let p = v.as_ptr().cast::<i8>();
+        let lines = (v.len() * 4).div_ceil(64).min(4);
+        for l in 0..lines {
+            // SAFETY: see the module contract: prefetching an address inside a live slice
+            // cannot fault; `l * 64 < len * 4` keeps it inside.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.add(l * 64)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = v;
+}
 
 /// Dot product.
 #[inline]

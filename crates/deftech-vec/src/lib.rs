@@ -37,9 +37,11 @@ mod directory;
 mod distance;
 mod error;
 mod filter;
+mod hnsw;
 mod manifest;
 mod payload;
 mod request;
+mod scorer;
 mod segment;
 mod types;
 mod wal;
@@ -161,7 +163,8 @@ pub mod fuzzing {
         };
         let _ = f.write_all(bytes);
         drop(f);
-        let Ok(seg) = SealedSegment::open(&dir, 1, folder, 3, Metric::Dot, 4, &schema()) else {
+        let Ok(seg) = SealedSegment::open(&dir, 1, folder, 3, Metric::Dot, 4, &schema(), false)
+        else {
             return false;
         };
         let _ = seg.verify(&dir);

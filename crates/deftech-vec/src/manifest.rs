@@ -45,6 +45,9 @@ pub(crate) struct ManifestSegment {
     /// Payload index files present in the segment folder.
     #[serde(default)]
     pub indexes: BTreeMap<String, PayloadIndexKind>,
+    /// The folder holds an HNSW graph (`hnsw.bin`).
+    #[serde(default)]
+    pub graph: bool,
 }
 
 impl Manifest {

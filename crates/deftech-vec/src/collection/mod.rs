@@ -193,6 +193,8 @@ pub struct SegmentInfo {
     pub deleted: u64,
     /// Payload indexes present in this segment.
     pub indexed_fields: Vec<String>,
+    /// Bytes of the HNSW graph file (0 when the segment is scanned instead).
+    pub graph_bytes: u64,
     /// Bytes of mapped files (sealed) — page cache, not heap.
     pub mapped_bytes: u64,
     /// Bytes of heap (mutable segments).
@@ -573,6 +575,7 @@ impl Collection {
                 config.metric,
                 ms.count,
                 &ms.indexes,
+                ms.graph,
             )?;
             let deletes = match &ms.tombstones {
                 Some(f) => read_tombstones(&*dir, &seg_folder.join(f), ms.count)?,
@@ -891,7 +894,24 @@ impl Collection {
             .checked_add(req.offset)
             .ok_or_else(|| Error::invalid_argument("offset", "limit + offset overflows"))?;
         let metric = self.inner.config.metric;
-        let cands = read::exact_search(&view, metric, &q, k, filter.as_ref(), req.score_threshold)?;
+        let hnsw = &self.inner.config.hnsw;
+        if req.params.hnsw_ef == Some(0) {
+            return Err(Error::invalid_argument(
+                "params.hnsw_ef",
+                "must be at least 1",
+            ));
+        }
+        let query = read::Query {
+            metric,
+            vector: &q,
+            k,
+            filter: filter.as_ref(),
+            threshold: req.score_threshold,
+            exact: req.params.exact,
+            ef: req.params.hnsw_ef.unwrap_or(hnsw.ef_construct),
+            full_scan_threshold: hnsw.full_scan_threshold,
+        };
+        let cands = read::search(&view, &query)?;
         let page: Vec<_> = cands.into_iter().skip(req.offset).collect();
         read::materialize(
             &view,
@@ -997,6 +1017,7 @@ impl Collection {
                     points: sv.live_count(),
                     deleted: sv.deletes.len(),
                     indexed_fields: Vec::new(),
+                    graph_bytes: 0,
                     mapped_bytes: 0,
                     heap_bytes: m.heap_bytes() as u64,
                 },
@@ -1006,6 +1027,7 @@ impl Collection {
                     points: sv.live_count(),
                     deleted: sv.deletes.len(),
                     indexed_fields: s.indexed_fields().map(|(f, _)| f.clone()).collect(),
+                    graph_bytes: s.graph_bytes() as u64,
                     mapped_bytes: s.mapped_bytes() as u64,
                     heap_bytes: sv.deletes.serialized_size() as u64,
                 },

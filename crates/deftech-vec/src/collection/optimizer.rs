@@ -20,9 +20,11 @@ use super::state::SegEntry;
 use super::{Inner, SEGMENTS_DIR, Signal};
 use crate::error::{Error, IoContext, Result};
 use crate::filter::eval::PayloadSchema;
+use crate::hnsw;
 use crate::manifest::{Manifest, ManifestSegment};
 use crate::payload::JsonPath;
 use crate::payload::index::{IndexBuilder, file_name as index_file_name};
+use crate::scorer::F32Vectors;
 use crate::segment::writer::{SegmentBuilder, tombstone_file_name, write_tombstones};
 use crate::segment::{MutableSegment, SealedSegment, Segment, sealed};
 use crate::types::{Lsn, Payload};
@@ -165,7 +167,37 @@ fn build(
         }
         let count = b.finish()?;
         let folder = segs.join(sealed::folder_name(id));
-        let seg = SealedSegment::open(dir, id, &folder, cfg.dimension, cfg.metric, count, schema)?;
+        let mut seg = SealedSegment::open(
+            dir,
+            id,
+            &folder,
+            cfg.dimension,
+            cfg.metric,
+            count,
+            schema,
+            false,
+        )?;
+        if count > 0 && count as usize >= cfg.hnsw.full_scan_threshold {
+            let start = std::time::Instant::now();
+            let tmp = folder.join(format!("{}.tmp", hnsw::FILE));
+            let params = hnsw::Params {
+                m: cfg.hnsw.m,
+                ef_construct: cfg.hnsw.ef_construct,
+                threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+                seed: id,
+            };
+            hnsw::build(
+                dir,
+                &tmp,
+                F32Vectors::new(cfg.metric, seg.vectors(), cfg.dimension),
+                params,
+            )?;
+            dir.rename(&tmp, &folder.join(hnsw::FILE))
+                .at(&dir.describe(&tmp))?;
+            dir.sync_dir(&folder).at(&dir.describe(&folder))?;
+            seg = seg.with_graph(dir)?;
+            tracing::debug!(segment = id, points = count, elapsed = ?start.elapsed(), "built HNSW graph");
+        }
         Ok((seg, maps))
     })();
     if result.is_err() {
@@ -186,6 +218,7 @@ fn manifest_segments(entries: &[SegEntry]) -> Vec<ManifestSegment> {
                 count: s.count(),
                 tombstones: e.tombstone_file.clone(),
                 indexes: s.indexed_fields().map(|(f, k)| (f.clone(), k)).collect(),
+                graph: s.graph().is_some(),
             }
         })
         .collect()
@@ -278,6 +311,7 @@ fn swap(
                 .indexed_fields()
                 .map(|(f, k)| (f.clone(), k))
                 .collect(),
+            graph: new_seg.graph().is_some(),
         });
         Manifest {
             config: inner.config.clone(),

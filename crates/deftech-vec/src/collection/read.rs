@@ -7,7 +7,9 @@ use crate::distance;
 use crate::error::Result;
 use crate::filter::CompiledFilter;
 use crate::filter::plan::{Plan, plan};
+use crate::hnsw;
 use crate::request::{PayloadSelector, ScrollResult};
+use crate::scorer::F32Vectors;
 use crate::segment::{SegView, Segment};
 use crate::types::{Metric, Payload, PointId, Record, ScoredPoint};
 
@@ -281,26 +283,140 @@ pub(crate) fn materialize(
     Ok(out)
 }
 
-/// Exact search over the whole view.
-pub(crate) fn exact_search(
-    view: &View,
+/// How one segment is searched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Method {
+    /// Every (allowed) point is scored.
+    Scan,
+    /// The HNSW graph is traversed.
+    Graph,
+}
+
+/// The planner: the graph unless asked for an exact search, the segment has no graph, or a
+/// filter lets fewer than `full_scan_threshold` points through (then scanning the allowed
+/// points is both faster and exact).
+pub(crate) fn choose(
+    sv: &SegView,
+    sf: Option<&SegFilter<'_>>,
+    exact: bool,
+    full_scan_threshold: usize,
+) -> Method {
+    let Some(s) = sv.seg.as_sealed() else {
+        return Method::Scan;
+    };
+    if exact || s.graph().is_none() {
+        return Method::Scan;
+    }
+    if let Some(c) = sf.and_then(|sf| sf.plan.candidates.as_ref())
+        && (c.len() as usize) < full_scan_threshold
+    {
+        return Method::Scan;
+    }
+    Method::Graph
+}
+
+/// Graph search of one sealed segment into `top`.
+#[allow(clippy::too_many_arguments)]
+fn graph_segment(
     metric: Metric,
     query: &[f32],
-    k: usize,
-    filter: Option<&CompiledFilter>,
-    threshold: Option<f32>,
-) -> Result<Vec<Cand>> {
-    let bound = distance_bound(metric, threshold);
-    let mut top = TopK::new(k);
+    seg_index: usize,
+    sv: &SegView,
+    sf: Option<&SegFilter<'_>>,
+    bound: Option<f32>,
+    ef: usize,
+    top: &mut TopK,
+) -> Result<()> {
+    let s = sv
+        .seg
+        .as_sealed()
+        .expect("graph search of a sealed segment");
+    let graph = s.graph().expect("graph search needs a graph");
+    let scorer = F32Vectors::new(metric, s.vectors(), s.dim()).query(query);
+    let failure = std::cell::RefCell::new(None);
+    let accept = |i: u32| -> bool {
+        if sv.deletes.contains(i) {
+            return false;
+        }
+        let Some(sf) = sf else { return true };
+        if let Some(c) = &sf.plan.candidates
+            && !c.contains(i)
+        {
+            return false;
+        }
+        match sf.check(sv, i) {
+            Ok(pass) => pass,
+            Err(e) => {
+                failure.borrow_mut().get_or_insert(e);
+                false
+            }
+        }
+    };
+    let mut out = Vec::new();
+    hnsw::with_context(|ctx| {
+        hnsw::search(
+            ctx,
+            s.count() as usize,
+            graph,
+            &scorer,
+            ef,
+            &accept,
+            &mut out,
+        )
+    });
+    if let Some(e) = failure.into_inner() {
+        return Err(e);
+    }
+    for (dist, off) in out {
+        if bound.is_none_or(|b| dist < b) {
+            top.push(Cand {
+                dist,
+                seg: seg_index,
+                off,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What a search asks for, resolved against the collection's configuration.
+pub(crate) struct Query<'a> {
+    pub metric: Metric,
+    pub vector: &'a [f32],
+    /// `limit + offset`.
+    pub k: usize,
+    pub filter: Option<&'a CompiledFilter>,
+    pub threshold: Option<f32>,
+    pub exact: bool,
+    pub ef: usize,
+    pub full_scan_threshold: usize,
+}
+
+/// Searches every segment of the view (graph or scan per segment) and merges the results.
+pub(crate) fn search(view: &View, q: &Query<'_>) -> Result<Vec<Cand>> {
+    let bound = distance_bound(q.metric, q.threshold);
+    let mut top = TopK::new(q.k);
     for (i, sv) in view.segments.iter().enumerate() {
         if sv.len == 0 {
             continue;
         }
-        let sf = match filter {
+        let sf = match q.filter {
             Some(f) => Some(seg_filter(view, f, sv)?),
             None => None,
         };
-        scan_segment(metric, query, i, sv, sf.as_ref(), bound, &mut top)?;
+        match choose(sv, sf.as_ref(), q.exact, q.full_scan_threshold) {
+            Method::Scan => scan_segment(q.metric, q.vector, i, sv, sf.as_ref(), bound, &mut top)?,
+            Method::Graph => graph_segment(
+                q.metric,
+                q.vector,
+                i,
+                sv,
+                sf.as_ref(),
+                bound,
+                q.ef.max(q.k),
+                &mut top,
+            )?,
+        }
     }
     Ok(top.into_sorted())
 }

@@ -15,6 +15,7 @@ use crate::codec::{HEADER_LEN, Header, open_file, verify_body};
 use crate::directory::{Directory, FileBytes};
 use crate::error::{Error, Result};
 use crate::filter::plan::IndexSource;
+use crate::hnsw::{self, Graph};
 use crate::payload::PayloadIndexKind;
 use crate::payload::index::{SealedIndex, file_name as index_file_name};
 use crate::types::{Lsn, Metric, Payload, PointId};
@@ -47,6 +48,7 @@ pub(crate) struct SealedSegment {
     payloads: FileBytes,
     payload_blob_len: usize,
     indexes: BTreeMap<String, SealedIndex>,
+    graph: Option<Graph>,
     shown: PathBuf,
 }
 
@@ -56,6 +58,7 @@ impl std::fmt::Debug for SealedSegment {
             .field("id", &self.id)
             .field("count", &self.count)
             .field("indexes", &self.indexes.keys().collect::<Vec<_>>())
+            .field("graph", &self.graph.is_some())
             .finish()
     }
 }
@@ -73,7 +76,8 @@ fn expect_len(h: &Header, expected: u64, path: &Path, what: &str) -> Result<()> 
 
 impl SealedSegment {
     /// Opens the segment in `folder`, checking headers and sizes against `dim`, `metric` and
-    /// the point count the manifest recorded.
+    /// the point count the manifest recorded; with `graph`, also its HNSW graph.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn open(
         dir: &dyn Directory,
         id: u64,
@@ -82,6 +86,7 @@ impl SealedSegment {
         metric: Metric,
         count: u32,
         indexes: &BTreeMap<String, PayloadIndexKind>,
+        graph: bool,
     ) -> Result<SealedSegment> {
         let n = u64::from(count);
         let (vectors, vh) = open_file(dir, &folder.join(VECTORS), MAGIC_VECTORS)?;
@@ -140,6 +145,11 @@ impl SealedSegment {
             let path = folder.join(index_file_name(field));
             opened.insert(field.clone(), SealedIndex::open(dir, &path, kind, count)?);
         }
+        let graph = if graph {
+            Some(Graph::open(dir, &folder.join(hnsw::FILE), count)?)
+        } else {
+            None
+        };
         Ok(SealedSegment {
             id,
             folder: folder.to_owned(),
@@ -151,6 +161,7 @@ impl SealedSegment {
             payloads,
             payload_blob_len: blob as usize,
             indexes: opened,
+            graph,
             shown: dir.describe(folder),
         })
     }
@@ -179,8 +190,36 @@ impl SealedSegment {
             payloads: self.payloads.clone(),
             payload_blob_len: self.payload_blob_len,
             indexes,
+            graph: self.graph.clone(),
             shown: self.shown.clone(),
         })
+    }
+
+    /// The same segment with its graph file (already written in the folder) opened.
+    pub(crate) fn with_graph(&self, dir: &dyn Directory) -> Result<SealedSegment> {
+        Ok(SealedSegment {
+            id: self.id,
+            folder: self.folder.clone(),
+            dim: self.dim,
+            count: self.count,
+            vectors: self.vectors.clone(),
+            ids: self.ids.clone(),
+            versions: self.versions.clone(),
+            payloads: self.payloads.clone(),
+            payload_blob_len: self.payload_blob_len,
+            indexes: self.indexes.clone(),
+            graph: Some(Graph::open(dir, &self.folder.join(hnsw::FILE), self.count)?),
+            shown: self.shown.clone(),
+        })
+    }
+
+    /// The HNSW graph, once built.
+    pub(crate) fn graph(&self) -> Option<&Graph> {
+        self.graph.as_ref()
+    }
+
+    pub(crate) fn dim(&self) -> usize {
+        self.dim
     }
 
     /// Reads every file in full and checks its body checksum.
@@ -199,6 +238,9 @@ impl SealedSegment {
                 PayloadIndexKind::Float => b"DTIDXFL\0",
             };
             files.push((index_file_name(field), magic));
+        }
+        if self.graph.is_some() {
+            files.push((hnsw::FILE.to_owned(), hnsw::MAGIC));
         }
         for (name, magic) in files {
             let path = self.folder.join(&name);
@@ -372,6 +414,12 @@ impl SealedSegment {
                 .values()
                 .map(SealedIndex::file_bytes)
                 .sum::<usize>()
+            + self.graph_bytes()
+    }
+
+    /// Bytes of the graph file (0 without a graph).
+    pub(crate) fn graph_bytes(&self) -> usize {
+        self.graph.as_ref().map_or(0, Graph::file_bytes)
     }
 
     pub(crate) fn index(&self, field: &str) -> Option<&SealedIndex> {

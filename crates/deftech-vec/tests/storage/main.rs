@@ -6,5 +6,6 @@ mod common;
 mod concurrency;
 mod crash;
 mod failures;
+mod hnsw;
 mod indexes;
 mod model;

@@ -296,7 +296,10 @@ struct Harness {
 }
 
 fn config(metric: Metric) -> deftech_vec::CollectionConfig {
+    // Every sealed segment gets a graph (threshold 0): with ef above the segment sizes the
+    // graph search must still give exact answers.
     quiet_config(DIM, metric)
+        .hnsw(deftech_vec::HnswConfig::default().full_scan_threshold(0))
         .fsync(FsyncPolicy::Always)
         .wal(WalConfig::default().segment_bytes(4096))
         .optimizer(

@@ -1,0 +1,77 @@
+//! The vector-storage abstraction the graph code searches through: a [`Scorer`] gives the
+//! distance from a query (or from a stored point) to stored point `i`. The graph never sees
+//! how vectors are stored, so quantized codes with rescoring can plug in beside raw `f32`.
+
+use crate::distance;
+use crate::types::Metric;
+
+/// Distances from one query to stored points; lower is closer.
+pub(crate) trait Scorer {
+    /// Distance to point `i` (`i` is below the number of stored points).
+    fn distance(&self, i: u32) -> f32;
+    /// Hints that point `i` will be scored soon.
+    #[inline]
+    fn prefetch(&self, _i: u32) {}
+}
+
+/// `f32` vectors stored contiguously, `dim`-strided.
+#[derive(Clone, Copy)]
+pub(crate) struct F32Vectors<'a> {
+    pub metric: Metric,
+    pub vectors: &'a [f32],
+    pub dim: usize,
+}
+
+impl<'a> F32Vectors<'a> {
+    pub(crate) fn new(metric: Metric, vectors: &'a [f32], dim: usize) -> Self {
+        F32Vectors {
+            metric,
+            vectors,
+            dim,
+        }
+    }
+
+    /// Number of stored points.
+    pub(crate) fn len(&self) -> usize {
+        self.vectors.len() / self.dim
+    }
+
+    #[inline]
+    pub(crate) fn vector(&self, i: u32) -> &'a [f32] {
+        let start = i as usize * self.dim;
+        &self.vectors[start..start + self.dim]
+    }
+
+    /// Distance between two stored points.
+    #[inline]
+    pub(crate) fn between(&self, a: u32, b: u32) -> f32 {
+        distance::distance(self.metric, self.vector(a), self.vector(b))
+    }
+
+    /// A scorer for an external query (already normalized for Cosine).
+    pub(crate) fn query(self, query: &'a [f32]) -> F32Query<'a> {
+        F32Query { store: self, query }
+    }
+}
+
+/// An `f32` query against [`F32Vectors`].
+#[derive(Clone, Copy)]
+pub(crate) struct F32Query<'a> {
+    store: F32Vectors<'a>,
+    query: &'a [f32],
+}
+
+impl Scorer for F32Query<'_> {
+    #[inline]
+    fn distance(&self, i: u32) -> f32 {
+        distance::distance(self.store.metric, self.query, self.store.vector(i))
+    }
+
+    #[inline]
+    fn prefetch(&self, i: u32) {
+        let start = i as usize * self.store.dim;
+        if let Some(v) = self.store.vectors.get(start..start + self.store.dim) {
+            distance::prefetch(v);
+        }
+    }
+}
