@@ -275,7 +275,7 @@ pub struct OptimizerConfig {
     pub seal_threshold: usize,
     /// When there are more sealed segments than this, the smallest are merged.
     pub max_segments: usize,
-    /// A merge never produces a segment larger than this many points (unless a single input is).
+    /// A merge never produces a segment larger than this many points.
     pub max_segment_points: usize,
     /// A sealed segment whose deleted fraction exceeds this is rewritten without its deleted
     /// points.

@@ -209,12 +209,13 @@ impl Database {
             .map(|d| d.as_nanos())
             .unwrap_or(0);
         let trash = Path::new(COLLECTIONS).join(format!(".dropped-{name}-{nanos}"));
-        c.mark_dropped();
-        dir.rename(&collection_folder(name), &trash)
-            .at(&dir.describe(&collection_folder(name)))?;
+        c.retire(|| {
+            dir.rename(&collection_folder(name), &trash)
+                .at(&dir.describe(&collection_folder(name)))
+        })?;
+        cols.remove(name);
         dir.sync_dir(Path::new(COLLECTIONS))
             .at(&dir.describe(Path::new(COLLECTIONS)))?;
-        cols.remove(name);
         if let Err(e) = dir.remove_dir_all(&trash) {
             tracing::warn!(path = %dir.describe(&trash).display(), "could not remove dropped collection files: {e}");
         }

@@ -101,8 +101,8 @@ pub mod fuzzing {
         "ids.bin",
         "versions.bin",
         "payloads.bin",
-        "index-6b.idx",
-        "index-6e.idx",
+        "index-6b-keyword.idx",
+        "index-6e-integer.idx",
     ];
 
     /// The files of a small valid segment (4 points, dimension 3, keyword index on `k`, integer

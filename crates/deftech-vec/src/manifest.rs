@@ -30,7 +30,7 @@ pub(crate) struct Manifest {
     pub next_segment_id: u64,
     /// Declared payload indexes.
     pub schema: BTreeMap<String, PayloadIndexKind>,
-    /// Live sealed segments, oldest first.
+    /// Live sealed segments (sealed ones appended in order; a merge result goes last).
     pub segments: Vec<ManifestSegment>,
 }
 
@@ -72,21 +72,54 @@ impl Manifest {
         })
     }
 
-    /// Replaces `folder/MANIFEST` atomically.
-    pub(crate) fn write(&self, dir: &dyn Directory, folder: &Path) -> Result<()> {
+    /// Replaces `folder/MANIFEST` atomically. An error with `renamed: true` means the new
+    /// manifest is in place but the folder sync failed: which manifest a crash would leave is
+    /// unknown, so the caller must keep every file either one references.
+    pub(crate) fn write(
+        &self,
+        dir: &dyn Directory,
+        folder: &Path,
+    ) -> std::result::Result<(), ManifestWriteError> {
         let tmp = folder.join(format!("{FILE}.tmp"));
         let body = serde_json::to_vec_pretty(self).expect("manifest serializes");
-        let result = (|| {
+        let before = (|| {
             let mut w = FileWriter::create(dir, &tmp, MAGIC)?;
             w.write(&body)?;
             w.finish([self.applied_lsn, self.segments.len() as u64, 0])?;
             let shown = dir.describe(&tmp);
-            dir.rename(&tmp, &folder.join(FILE)).at(&shown)?;
-            dir.sync_dir(folder).at(&dir.describe(folder))
+            dir.rename(&tmp, &folder.join(FILE)).at(&shown)
         })();
-        if result.is_err() {
+        if let Err(error) = before {
             let _ = dir.remove_file(&tmp);
+            return Err(ManifestWriteError {
+                error,
+                renamed: false,
+            });
         }
-        result
+        let mut last = None;
+        for _ in 0..3 {
+            match dir.sync_dir(folder) {
+                Ok(()) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(ManifestWriteError {
+            error: Error::io(dir.describe(folder), last.expect("three failures")),
+            renamed: true,
+        })
+    }
+}
+
+/// A failed manifest write.
+#[derive(Debug)]
+pub(crate) struct ManifestWriteError {
+    pub error: Error,
+    /// The new manifest replaced the old one in the folder, but not durably.
+    pub renamed: bool,
+}
+
+impl From<ManifestWriteError> for Error {
+    fn from(e: ManifestWriteError) -> Error {
+        e.error
     }
 }

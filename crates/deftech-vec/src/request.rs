@@ -41,15 +41,12 @@ impl PayloadSelector {
             PayloadSelector::Include(keys) => {
                 let mut out = Payload::new();
                 for k in keys {
-                    let path = crate::payload::JsonPath::parse(k).ok()?;
-                    if let [crate::payload::Step::Key(top)] = path.steps.as_slice() {
-                        if let Some(v) = payload.get(top) {
-                            out.insert(top.clone(), v.clone());
-                        }
-                    } else if let Some(crate::payload::Step::Key(top)) = path.steps.first()
+                    // Nested paths keep the whole top-level value holding them; keys that are
+                    // not valid paths select nothing.
+                    if let Ok(path) = crate::payload::JsonPath::parse(k)
+                        && let Some(crate::payload::Step::Key(top)) = path.steps.first()
                         && let Some(v) = payload.get(top)
                     {
-                        // Nested paths: keep the whole top-level value holding them.
                         out.insert(top.clone(), v.clone());
                     }
                 }

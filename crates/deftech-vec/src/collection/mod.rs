@@ -127,6 +127,8 @@ pub(crate) struct Inner {
     /// Serializes optimizer jobs (background thread and `optimize()`).
     pub jobs: Mutex<()>,
     pub signal: Arc<Signal>,
+    /// Wakes the interval-fsync thread (separate, so it never eats the optimizer's wake-ups).
+    sync_signal: Arc<Signal>,
     pub dropped: AtomicBool,
     pub stats: Stats,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -136,6 +138,7 @@ pub(crate) struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.signal.stop();
+        self.sync_signal.stop();
         let me = std::thread::current().id();
         for t in self.threads.get_mut().drain(..) {
             if t.thread().id() != me {
@@ -338,6 +341,7 @@ impl Inner {
                     std::io::Error::other("no WAL file to sync"),
                 ));
             };
+            let sync_epoch = c.epoch;
             c.syncing = true;
             drop(c);
             let result = handle.sync();
@@ -345,7 +349,9 @@ impl Inner {
                 Ok(()) => {
                     c = self.commit.lock();
                     c.syncing = false;
-                    if c.durable < target {
+                    // A rollback during the sync (after another syncer's failure) cut records
+                    // this sync may have covered: then it proves nothing.
+                    if c.epoch == sync_epoch && c.durable < target {
                         c.durable = target;
                     }
                     let mut last = None;
@@ -377,18 +383,20 @@ impl Inner {
 
     /// Syncs whatever is written (interval policy and `flush`); errors are returned.
     fn sync_written(&self) -> Result<()> {
-        let (target, handle) = {
+        let (target, handle, epoch) = {
             let c = self.commit.lock();
             if c.durable >= c.written || c.syncing {
                 return Ok(());
             }
-            (c.written, c.handle.clone())
+            (c.written, c.handle.clone(), c.epoch)
         };
         if let Some(h) = handle {
             h.sync()
                 .map_err(|e| Error::io(self.dir.describe(&self.folder.join(WAL_DIR)), e))?;
             let mut c = self.commit.lock();
-            c.durable = c.durable.max(target);
+            if c.epoch == epoch {
+                c.durable = c.durable.max(target);
+            }
         }
         Ok(())
     }
@@ -406,9 +414,21 @@ impl Inner {
                 });
             }
             let op = build(self, &mut w)?;
+            let body = op.encode();
+            if body.len() > crate::wal::MAX_RECORD_BYTES {
+                return Err(Error::invalid_argument(
+                    "points",
+                    format!(
+                        "the request encodes to {} bytes, over the {}-byte limit of one log record; \
+                         split it into smaller batches",
+                        body.len(),
+                        crate::wal::MAX_RECORD_BYTES
+                    ),
+                ));
+            }
             let lsn = w.wal.next_lsn();
             let before = w.wal.pos();
-            w.wal.append(lsn, &op.encode())?;
+            w.wal.append(lsn, &body)?;
             if let Err(e) = w.state.apply(lsn, &op) {
                 // Reads were checked while building the op, so this means the data changed under
                 // us (a damaged file): undo the append and refuse further writes.
@@ -530,8 +550,8 @@ fn collect_garbage(dir: &dyn Directory, folder: &Path, manifest: &Manifest) -> R
             Some(ms) => {
                 let keep_index: Vec<String> = ms
                     .indexes
-                    .keys()
-                    .map(|f| crate::payload::index::file_name(f))
+                    .iter()
+                    .map(|(f, k)| crate::payload::index::file_name(f, *k))
                     .collect();
                 for file in dir.list(&path).at(&dir.describe(&path))? {
                     let stale_tomb = file.name.starts_with("tombstones-")
@@ -646,6 +666,7 @@ impl Collection {
             commit_cv: Condvar::new(),
             jobs: Mutex::new(()),
             signal: Signal::new(),
+            sync_signal: Signal::new(),
             dropped: AtomicBool::new(false),
             stats: Stats::default(),
             threads: Mutex::new(Vec::new()),
@@ -669,7 +690,7 @@ impl Collection {
         }
         if let FsyncPolicy::Interval(every) = inner.config.wal.fsync {
             let weak: Weak<Inner> = Arc::downgrade(inner);
-            let signal = inner.signal.clone();
+            let signal = inner.sync_signal.clone();
             let t = std::thread::Builder::new()
                 .name(format!("deftech-sync-{}", inner.name))
                 .spawn(move || {
@@ -1065,16 +1086,22 @@ impl Collection {
     }
 
     /// Marks the handle dead after `Database::drop_collection`.
-    pub(crate) fn mark_dropped(&self) {
+    /// Runs `remove` (which moves the collection's files away) with no optimizer job and no
+    /// write in progress, then marks the handle dead. If `remove` fails, nothing changes.
+    pub(crate) fn retire(&self, remove: impl FnOnce() -> Result<()>) -> Result<()> {
+        let _jobs = self.inner.jobs.lock();
+        let _writer = self.inner.writer.lock();
+        remove()?;
         self.inner.dropped.store(true, Ordering::SeqCst);
         self.inner.signal.stop();
-        // Wait for a running optimizer job to finish before the files go away.
-        drop(self.inner.jobs.lock());
+        self.inner.sync_signal.stop();
+        Ok(())
     }
 
     /// Stops background threads and syncs the WAL.
     pub(crate) fn close(&self) -> Result<()> {
         self.inner.signal.stop();
+        self.inner.sync_signal.stop();
         let threads: Vec<_> = self.inner.threads.lock().drain(..).collect();
         for t in threads {
             let _ = t.join();

@@ -303,32 +303,50 @@ fn swap(
                 .or(ms.tombstones);
             segments.push(ManifestSegment { tombstones, ..ms });
         }
-        segments.push(ManifestSegment {
-            id: new_seg.id(),
-            count: new_seg.count(),
-            tombstones: None,
-            indexes: new_seg
-                .indexed_fields()
-                .map(|(f, k)| (f.clone(), k))
-                .collect(),
-            graph: new_seg.graph().is_some(),
-        });
-        Manifest {
+        // A segment whose points were all deleted is not kept.
+        if new_seg.count() > 0 {
+            segments.push(ManifestSegment {
+                id: new_seg.id(),
+                count: new_seg.count(),
+                tombstones: None,
+                indexes: new_seg
+                    .indexed_fields()
+                    .map(|(f, k)| (f.clone(), k))
+                    .collect(),
+                graph: new_seg.graph().is_some(),
+            });
+        }
+        Ok(Manifest {
             config: inner.config.clone(),
             applied_lsn: new_applied,
             next_segment_id: state.next_segment_id,
             schema: (*state.schema).clone(),
             segments,
-        }
-        .write(dir, &inner.folder)
+        })
     })();
-    if let Err(e) = write_result {
-        for (i, name) in &new_tombs {
+    let cleanup = |new_tombs: &[(usize, String)], state: &super::state::WriterState| {
+        for (i, name) in new_tombs {
             let s = state.sealed[*i].seg.as_sealed().expect("sealed");
             let _ = dir.remove_file(&s.folder().join(name));
         }
         let _ = dir.remove_dir_all(&segments_dir(inner).join(sealed::folder_name(new_seg.id())));
-        return Err(e);
+    };
+    let manifest = match write_result {
+        Ok(m) => m,
+        Err(e) => {
+            cleanup(&new_tombs, state);
+            return Err(e);
+        }
+    };
+    // If the new manifest is in place but not durable, either manifest may be the one found
+    // after a crash: switch in memory, keep every file, and refuse writes until reopened.
+    let mut unsure = None;
+    if let Err(e) = manifest.write(dir, &inner.folder) {
+        if !e.renamed {
+            cleanup(&new_tombs, state);
+            return Err(e.error);
+        }
+        unsure = Some(e.error);
     }
 
     // The manifest is durable: switch the in-memory state.
@@ -352,16 +370,28 @@ fn swap(
     if frozen {
         state.frozen = None;
     }
-    let mut entry = SegEntry::new(Arc::new(Segment::Sealed(new_seg)), deletes, None);
-    entry.pending = pending;
-    state.sealed.push(entry);
+    let empty_folder = (new_seg.count() == 0).then(|| new_seg.folder().to_owned());
+    if new_seg.count() > 0 {
+        let mut entry = SegEntry::new(Arc::new(Segment::Sealed(new_seg)), deletes, None);
+        entry.pending = pending;
+        state.sealed.push(entry);
+    }
     state.applied_lsn = new_applied;
     let view = state.view();
     inner.publish(view);
+    if let Some(e) = unsure {
+        w.poisoned = Some(format!(
+            "the manifest could not be made durable ({e}); reopen the database"
+        ));
+        return Err(e);
+    }
     if let Err(e) = w.wal.remove_covered(new_applied) {
         tracing::warn!(collection = %inner.name, "could not remove covered WAL files: {e}");
     }
     drop(w);
+    if let Some(f) = empty_folder {
+        let _ = dir.remove_dir_all(&f);
+    }
     for f in garbage {
         let _ = dir.remove_file(&f);
     }
@@ -515,7 +545,7 @@ fn build_missing_index(inner: &Inner) -> Result<bool> {
     };
     let s = seg.as_sealed().expect("sealed");
     let dir = &*inner.dir;
-    let name = index_file_name(&field);
+    let name = index_file_name(&field, kind);
     let tmp = s.folder().join(format!("{name}.tmp"));
     let path =
         JsonPath::parse(&field).map_err(|e| Error::InvalidFilter(format!("bad index key: {e}")))?;
@@ -535,6 +565,8 @@ fn build_missing_index(inner: &Inner) -> Result<bool> {
     dir.sync_dir(s.folder()).at(&dir.describe(s.folder()))?;
 
     let mut w = inner.writer.lock();
+    // Publishing a view must not expose writes that are not durable yet.
+    inner.sync_locked(&mut w)?;
     let state = &mut w.state;
     let Some(i) = state.sealed.iter().position(|e| Arc::ptr_eq(&e.seg, &seg)) else {
         return Ok(true); // Merged away meanwhile; the next open removes the file.
@@ -552,7 +584,17 @@ fn build_missing_index(inner: &Inner) -> Result<bool> {
         schema: (*state.schema).clone(),
         segments,
     }
-    .write(dir, &inner.folder)?;
+    .write(dir, &inner.folder)
+    .map_err(|e| {
+        if e.renamed {
+            w.poisoned = Some(format!(
+                "the manifest could not be made durable ({}); reopen the database",
+                e.error
+            ));
+        }
+        e.error
+    })?;
+    let state = &mut w.state;
     state.sealed[i].seg = Arc::new(Segment::Sealed(updated));
     let view = state.view();
     inner.publish(view);

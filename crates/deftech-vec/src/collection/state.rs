@@ -275,6 +275,23 @@ impl WriterState {
         debug_assert!(lsn > self.lsn, "LSNs must increase");
         match op {
             Op::Upsert(points) => {
+                let dim = self.mutable.seg.as_mutable().expect("mutable").dim();
+                if let Some(p) = points
+                    .iter()
+                    .find(|p| p.vector.len() != dim || p.vector.iter().any(|x| !x.is_finite()))
+                {
+                    // Only a log written by something else (or damaged with a valid checksum)
+                    // gets here: writes are validated before they are logged.
+                    return Err(crate::error::Error::Corrupted {
+                        path: std::path::PathBuf::from("wal"),
+                        offset: 0,
+                        reason: format!(
+                            "LSN {lsn}: point {} has a vector of {} values (collection dimension {dim}) or a non-finite value",
+                            p.id,
+                            p.vector.len()
+                        ),
+                    });
+                }
                 for p in points {
                     if let Some(loc) = self.locate(p.id) {
                         if self.version_at(loc) >= lsn {

@@ -36,11 +36,12 @@ fn magic(kind: PayloadIndexKind) -> &'static [u8; 8] {
     }
 }
 
-/// File name of the index of `field` inside a segment folder (hex of the field name, so any
-/// field name makes a safe file name).
-pub(crate) fn file_name(field: &str) -> String {
+/// File name of the index of `field` of `kind` inside a segment folder (hex of the field name,
+/// so any field name makes a safe file name; the kind in the name, so re-indexing a field with
+/// another kind never replaces a file an older manifest still lists).
+pub(crate) fn file_name(field: &str, kind: PayloadIndexKind) -> String {
     let hex: String = field.bytes().map(|b| format!("{b:02x}")).collect();
-    format!("index-{hex}.idx")
+    format!("index-{hex}-{}.idx", kind.name())
 }
 
 /// A query an index can answer.
@@ -78,6 +79,10 @@ impl IndexBuilder {
             pairs: Vec::new(),
             residual: RoaringBitmap::new(),
         }
+    }
+
+    pub(crate) fn kind(&self) -> PayloadIndexKind {
+        self.kind
     }
 
     pub(crate) fn add(&mut self, offset: u32, payload: &Payload) {

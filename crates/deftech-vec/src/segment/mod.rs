@@ -65,7 +65,15 @@ impl SegView {
     /// Offset of the visible, live version of `id`, if any.
     pub(crate) fn find(&self, id: PointId) -> Option<u32> {
         let off = match &*self.seg {
-            Segment::Mutable(m) => m.find(id, self.len as usize)?,
+            Segment::Mutable(m) => {
+                let off = m.find(id, self.len as usize)?;
+                // A version chain read while the writer rolled back unpublished slots may lead
+                // to a slot reused by another point: check the id of the (published) slot.
+                if off >= self.len || m.meta(off).id != id {
+                    return None;
+                }
+                off
+            }
             Segment::Sealed(s) => s.find(id)?,
         };
         self.is_live(off).then_some(off)

@@ -59,6 +59,10 @@ impl MutableSegment {
         self.id
     }
 
+    pub(crate) fn dim(&self) -> usize {
+        self.dim
+    }
+
     /// Slots written so far (published or not).
     pub(crate) fn written(&self) -> usize {
         *self.len.lock()

@@ -2,7 +2,7 @@
 //!
 //! Opening a segment checks each file's header (magic, version, header checksum, sizes): O(1)
 //! in the number of points. Body checksums are checked by [`SealedSegment::verify`], which
-//! reads everything (snapshots and restores call it). Every access into the mapped bytes is
+//! reads everything (`Collection::verify` calls it). Every access into the mapped bytes is
 //! bounds-checked, so a damaged file gives errors, never a panic.
 
 use std::collections::{BTreeMap, HashSet};
@@ -142,7 +142,7 @@ impl SealedSegment {
 
         let mut opened = BTreeMap::new();
         for (field, &kind) in indexes {
-            let path = folder.join(index_file_name(field));
+            let path = folder.join(index_file_name(field, kind));
             opened.insert(field.clone(), SealedIndex::open(dir, &path, kind, count)?);
         }
         let graph = if graph {
@@ -173,7 +173,7 @@ impl SealedSegment {
         field: &str,
         kind: PayloadIndexKind,
     ) -> Result<SealedSegment> {
-        let path = self.folder.join(index_file_name(field));
+        let path = self.folder.join(index_file_name(field, kind));
         let mut indexes = self.indexes.clone();
         indexes.insert(
             field.to_owned(),
@@ -237,7 +237,7 @@ impl SealedSegment {
                 PayloadIndexKind::Integer => b"DTIDXIN\0",
                 PayloadIndexKind::Float => b"DTIDXFL\0",
             };
-            files.push((index_file_name(field), magic));
+            files.push((index_file_name(field, idx.kind()), magic));
         }
         if self.graph.is_some() {
             files.push((hnsw::FILE.to_owned(), hnsw::MAGIC));

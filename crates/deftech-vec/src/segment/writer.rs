@@ -169,9 +169,10 @@ impl<'a> SegmentBuilder<'a> {
         ids.finish([n, 0, 0])?;
 
         for (field, b) in std::mem::take(&mut self.indexes) {
+            let kind = b.kind();
             b.write(
                 self.dir,
-                &self.tmp.join(index_file_name(&field)),
+                &self.tmp.join(index_file_name(&field, kind)),
                 self.count,
             )?;
         }

@@ -440,6 +440,7 @@ impl Wal {
     /// Cuts the log back to `pos`, removing files started after it, and syncs. If the sync
     /// fails, the cut is retried (and must succeed) before the next append.
     pub(crate) fn rollback(&mut self, pos: WalPos) -> Result<()> {
+        let mut removed = false;
         while self.files.len() > 1
             && self.files.last().expect("non-empty").first_lsn > pos.file_first
         {
@@ -450,9 +451,17 @@ impl Wal {
             self.active = self.dir.append(&prev).at(&self.dir.describe(&prev))?;
             self.handle = self.active.sync_handle().at(&self.dir.describe(&prev))?;
             self.closed_bytes = self.closed_bytes.saturating_sub(self.active.len());
+            removed = true;
         }
         self.next_lsn = pos.next_lsn;
         self.broken_at = Some(pos.len);
+        if removed {
+            // A removed file must not come back after a crash: appends continue in the
+            // previous file.
+            self.dir
+                .sync_dir(&self.folder)
+                .at(&self.dir.describe(&self.folder))?;
+        }
         self.repair()
     }
 

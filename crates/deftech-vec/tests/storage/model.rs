@@ -237,7 +237,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (ids(), payload_spec()).prop_map(|(i, p)| Op::Overwrite(i, p)),
         1 => (ids(), proptest::collection::vec(0u8..4, 1..3)).prop_map(|(i, k)| Op::DeleteKeys(i, k)),
         1 => ids().prop_map(Op::Clear),
-        1 => (0u8..4).prop_map(Op::CreateIndex),
+        1 => (0u8..5).prop_map(Op::CreateIndex),
         4 => (vector(), 1usize..12, proptest::option::of(filter_spec())).prop_map(|(v, l, f)| Op::Search(v, l, f)),
         2 => (proptest::option::of(filter_spec()), proptest::option::of(0u8..28), 1usize..10)
             .prop_map(|(f, o, l)| Op::Scroll(f, o, l)),
@@ -310,11 +310,13 @@ fn config(metric: Metric) -> deftech_vec::CollectionConfig {
         )
 }
 
-const INDEXES: [(&str, PayloadIndexKind); 4] = [
+const INDEXES: [(&str, PayloadIndexKind); 5] = [
     ("k", PayloadIndexKind::Keyword),
     ("n", PayloadIndexKind::Integer),
     ("f", PayloadIndexKind::Float),
     ("tags", PayloadIndexKind::Keyword),
+    // Re-indexing a field with another kind (floats in an integer index are checked one by one).
+    ("f", PayloadIndexKind::Integer),
 ];
 
 impl Harness {
