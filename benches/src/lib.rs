@@ -1,6 +1,8 @@
 //! Shared fixtures for the benches and the harness: deterministic data generators, process
 //! memory readings, and the on-disk collections the benches reuse.
 
+pub mod data;
+
 use std::path::{Path, PathBuf};
 
 use deftech_vec::{CollectionConfig, Database, FsyncPolicy, Metric, OptimizerConfig, Point};
