@@ -31,7 +31,14 @@ impl Vectors {
 /// A Gaussian mixture: `clusters` centres drawn from N(0, 1), points at centre + N(0, spread²).
 /// `decay` > 0 gives dimension j a scale of (j + 1)^−decay: a decaying spectrum, as text
 /// embeddings have.
-pub fn clustered(n: usize, dim: usize, clusters: usize, spread: f32, decay: f32, seed: u64) -> Vectors {
+pub fn clustered(
+    n: usize,
+    dim: usize,
+    clusters: usize,
+    spread: f32,
+    decay: f32,
+    seed: u64,
+) -> Vectors {
     let mut rng = Rng::new(seed);
     let scale: Vec<f32> = (0..dim).map(|j| ((j + 1) as f32).powf(-decay)).collect();
     let centres: Vec<f32> = (0..clusters * dim).map(|_| rng.normal()).collect();
@@ -78,11 +85,16 @@ pub fn read_fvecs(path: &Path, limit: usize) -> std::io::Result<Vectors> {
         if dim == 0 {
             dim = d;
         } else if d != dim {
-            return Err(std::io::Error::other(format!("vector {n} has dimension {d}, not {dim}")));
+            return Err(std::io::Error::other(format!(
+                "vector {n} has dimension {d}, not {dim}"
+            )));
         }
         let mut buf = vec![0u8; d * 4];
         r.read_exact(&mut buf)?;
-        data.extend(buf.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4"))));
+        data.extend(
+            buf.chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().expect("4"))),
+        );
         n += 1;
     }
     Ok(Vectors { dim, data })
@@ -130,9 +142,13 @@ pub fn read_npy(path: &Path, limit: usize) -> std::io::Result<Vectors> {
     let (header_len, start) = if bytes[6] == 1 {
         (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10)
     } else {
-        (u32::from_le_bytes(bytes[8..12].try_into().expect("4")) as usize, 12)
+        (
+            u32::from_le_bytes(bytes[8..12].try_into().expect("4")) as usize,
+            12,
+        )
     };
-    let header = std::str::from_utf8(&bytes[start..start + header_len]).map_err(|_| bad("bad header"))?;
+    let header =
+        std::str::from_utf8(&bytes[start..start + header_len]).map_err(|_| bad("bad header"))?;
     if !header.contains("'<f4'") {
         return Err(bad("only little-endian float32 (<f4) is supported"));
     }
@@ -156,7 +172,11 @@ pub fn read_npy(path: &Path, limit: usize) -> std::io::Result<Vectors> {
     let mut data = Vec::with_capacity(n * dim);
     for r in 0..n {
         for c in 0..dim {
-            data.push(if fortran { at(c * rows + r) } else { at(r * dim + c) });
+            data.push(if fortran {
+                at(c * rows + r)
+            } else {
+                at(r * dim + c)
+            });
         }
     }
     Ok(Vectors { dim, data })

@@ -63,10 +63,11 @@ pub fn data_dir() -> PathBuf {
         .map_or_else(|| PathBuf::from("bench-data"), PathBuf::from)
 }
 
-/// A database holding collection `sealed` with `n` points of dimension `dim`, all in sealed
-/// segments; built once under `data_dir()` and reused.
+/// A database holding collection `sealed` with `n` uniform points of dimension `dim` (payload
+/// `group` = id % 100, indexed), all in one sealed segment with its HNSW graph (m 16,
+/// ef_construct 100); built once under `data_dir()` and reused.
 pub fn sealed_collection(n: u64, dim: usize) -> std::io::Result<PathBuf> {
-    let path = data_dir().join(format!("sealed-{n}x{dim}"));
+    let path = data_dir().join(format!("sealed-hnsw-{n}x{dim}"));
     let marker = path.join("COMPLETE");
     if marker.exists() {
         return Ok(path);
@@ -100,10 +101,9 @@ fn build_sealed(path: &Path, n: u64, dim: usize) -> deftech_vec::Result<()> {
                 .with_payload(json!({"group": i % 100, "title": format!("doc {i}")}))
         }))?;
         next = end;
-        if next % 200_000 == 0 || next == n {
-            c.optimize()?;
-        }
     }
+    c.create_payload_index("group", deftech_vec::PayloadIndexKind::Integer)?;
+    c.optimize()?;
     c.flush()?;
     db.close()
 }

@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 
 use deftech_benches::data::{self, Vectors};
 use deftech_benches::resident_bytes;
-use deftech_vec::{CollectionConfig, Database, FsyncPolicy, HnswConfig, Metric, OptimizerConfig, Point, PointId, SearchRequest};
+use deftech_vec::{
+    CollectionConfig, Database, FsyncPolicy, HnswConfig, Metric, OptimizerConfig, Point, PointId,
+    SearchRequest,
+};
 
 struct Args {
     dataset: String,
@@ -52,7 +55,11 @@ fn parse_args() -> Args {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
-        let mut val = || it.next().unwrap_or_else(|| panic!("{flag} needs a value")).clone();
+        let mut val = || {
+            it.next()
+                .unwrap_or_else(|| panic!("{flag} needs a value"))
+                .clone()
+        };
         match flag.as_str() {
             "--dataset" => a.dataset = val(),
             "--n" => a.n = val().parse().expect("--n"),
@@ -74,13 +81,20 @@ fn parse_args() -> Args {
 /// The data-set folder name, shared with peers.py.
 fn set_name(a: &Args) -> String {
     let kind = a.dataset.replace([':', '/', '.'], "_");
-    format!("{kind}-{}x{}-q{}-{}-s{}", a.n, a.dim, a.queries, a.metric, a.seed)
+    format!(
+        "{kind}-{}x{}-q{}-{}-s{}",
+        a.n, a.dim, a.queries, a.metric, a.seed
+    )
 }
 
 fn load(a: &Args) -> (Vectors, Vectors, Vec<Vec<u32>>, PathBuf) {
     let dir = data::set_dir(&set_name(a));
     std::fs::create_dir_all(&dir).expect("data folder");
-    let (base_p, query_p, gt_p) = (dir.join("base.fvecs"), dir.join("query.fvecs"), dir.join("gt.ivecs"));
+    let (base_p, query_p, gt_p) = (
+        dir.join("base.fvecs"),
+        dir.join("query.fvecs"),
+        dir.join("gt.ivecs"),
+    );
     if base_p.exists() && query_p.exists() && gt_p.exists() {
         eprintln!("using cached data set {}", dir.display());
         let base = data::read_fvecs(&base_p, usize::MAX).expect("base");
@@ -107,18 +121,36 @@ fn load(a: &Args) -> (Vectors, Vectors, Vec<Vec<u32>>, PathBuf) {
                 "npy" => data::read_npy(path.as_ref(), a.n + a.queries).expect("read npy"),
                 _ => panic!("unknown data set {other}"),
             };
-            assert!(all.len() > a.queries, "the file holds {} vectors", all.len());
+            assert!(
+                all.len() > a.queries,
+                "the file holds {} vectors",
+                all.len()
+            );
             let n = (all.len() - a.queries).min(a.n);
             split(all, n)
         }
     };
     if a.metric == "cosine" || a.dataset == "embeddings" {
-        for v in base.data.chunks_mut(base.dim).chain(queries.data.chunks_mut(queries.dim)) {
-            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
+        for v in base
+            .data
+            .chunks_mut(base.dim)
+            .chain(queries.data.chunks_mut(queries.dim))
+        {
+            let norm = v
+                .iter()
+                .map(|x| x * x)
+                .sum::<f32>()
+                .sqrt()
+                .max(f32::MIN_POSITIVE);
             v.iter_mut().for_each(|x| *x /= norm);
         }
     }
-    eprintln!("generated {} + {} vectors in {:.1?}", base.len(), queries.len(), t.elapsed());
+    eprintln!(
+        "generated {} + {} vectors in {:.1?}",
+        base.len(),
+        queries.len(),
+        t.elapsed()
+    );
     let t = Instant::now();
     let gt = data::ground_truth(&base, &queries, 100, a.metric != "l2");
     eprintln!("exact ground truth (k = 100) in {:.1?}", t.elapsed());
@@ -146,7 +178,12 @@ fn recall(results: &[Vec<u32>], gt: &[Vec<u32>], k: usize) -> f64 {
 
 /// Runs `search` over all queries with `threads` threads for at least `min` (whole passes);
 /// returns queries per second and the results of one pass.
-fn measure(queries: &Vectors, threads: usize, min: Duration, search: &(dyn Fn(&[f32]) -> Vec<u32> + Sync)) -> (f64, Vec<Vec<u32>>) {
+fn measure(
+    queries: &Vectors,
+    threads: usize,
+    min: Duration,
+    search: &(dyn Fn(&[f32]) -> Vec<u32> + Sync),
+) -> (f64, Vec<Vec<u32>>) {
     let first: Vec<Vec<u32>> = (0..queries.len()).map(|i| search(queries.row(i))).collect();
     let start = Instant::now();
     let mut done = 0usize;
@@ -184,7 +221,14 @@ struct Row {
 fn print_table(rows: &[Row], threads: usize) {
     println!(
         "{:<10} | {:>9} | {:>10} | {:>13} | {:>5} | {:>9} | {:>10} | {:>10}",
-        "engine", "build s", "graph B/pt", "resident B/pt", "ef", "recall@10", "QPS 1 thr", format!("QPS {threads} thr")
+        "engine",
+        "build s",
+        "graph B/pt",
+        "resident B/pt",
+        "ef",
+        "recall@10",
+        "QPS 1 thr",
+        format!("QPS {threads} thr")
     );
     for r in rows {
         println!(
@@ -194,7 +238,14 @@ fn print_table(rows: &[Row], threads: usize) {
     }
 }
 
-fn run_deftech(a: &Args, base: &Vectors, queries: &Vectors, gt: &[Vec<u32>], threads: usize, rows: &mut Vec<Row>) {
+fn run_deftech(
+    a: &Args,
+    base: &Vectors,
+    queries: &Vectors,
+    gt: &[Vec<u32>],
+    threads: usize,
+    rows: &mut Vec<Row>,
+) {
     let metric = match a.metric.as_str() {
         "l2" => Metric::Euclid,
         "cosine" => Metric::Cosine,
@@ -205,7 +256,12 @@ fn run_deftech(a: &Args, base: &Vectors, queries: &Vectors, gt: &[Vec<u32>], thr
     let db = Database::open(dir.path()).expect("open");
     let config = CollectionConfig::new(a.dim, metric)
         .fsync(FsyncPolicy::Never)
-        .hnsw(HnswConfig::default().m(a.m).ef_construct(a.ef_construct).full_scan_threshold(1))
+        .hnsw(
+            HnswConfig::default()
+                .m(a.m)
+                .ef_construct(a.ef_construct)
+                .full_scan_threshold(1),
+        )
         .optimizer(
             OptimizerConfig::default()
                 .background(false)
@@ -216,7 +272,8 @@ fn run_deftech(a: &Args, base: &Vectors, queries: &Vectors, gt: &[Vec<u32>], thr
     let t = Instant::now();
     for start in (0..base.len()).step_by(10_000) {
         let end = (start + 10_000).min(base.len());
-        c.upsert((start..end).map(|i| Point::new(i as u64, base.row(i).to_vec()))).expect("upsert");
+        c.upsert((start..end).map(|i| Point::new(i as u64, base.row(i).to_vec())))
+            .expect("upsert");
     }
     let load = t.elapsed();
     let t = Instant::now();
@@ -269,7 +326,14 @@ fn run_deftech(a: &Args, base: &Vectors, queries: &Vectors, gt: &[Vec<u32>], thr
     db.close().expect("close");
 }
 
-fn run_hnsw_rs(a: &Args, base: &Vectors, queries: &Vectors, gt: &[Vec<u32>], threads: usize, rows: &mut Vec<Row>) {
+fn run_hnsw_rs(
+    a: &Args,
+    base: &Vectors,
+    queries: &Vectors,
+    gt: &[Vec<u32>],
+    threads: usize,
+    rows: &mut Vec<Row>,
+) {
     use hnsw_rs::prelude::*;
     assert_eq!(a.metric, "l2", "the hnsw_rs baseline runs with l2");
     let before = resident_bytes().unwrap_or_default();
@@ -283,7 +347,12 @@ fn run_hnsw_rs(a: &Args, base: &Vectors, queries: &Vectors, gt: &[Vec<u32>], thr
     let heap = (after.0 + after.1).saturating_sub(before.0 + before.1) as f64 / base.len() as f64;
     let min = Duration::from_millis(1500);
     for &ef in &a.efs {
-        let f = |q: &[f32]| -> Vec<u32> { h.search(q, a.k, ef).into_iter().map(|n| n.d_id as u32).collect() };
+        let f = |q: &[f32]| -> Vec<u32> {
+            h.search(q, a.k, ef)
+                .into_iter()
+                .map(|n| n.d_id as u32)
+                .collect()
+        };
         let (qps1, res) = measure(queries, 1, min, &f);
         let (qps_all, _) = measure(queries, threads, min, &f);
         rows.push(Row {
@@ -333,6 +402,8 @@ fn main() {
         a.ef_construct
     );
     print_table(&rows, threads);
-    println!("(build: graph construction in seconds, all threads; graph B/pt: graph file bytes per point;");
+    println!(
+        "(build: graph construction in seconds, all threads; graph B/pt: graph file bytes per point;"
+    );
     println!(" resident B/pt: process resident memory per point after building and searching)");
 }

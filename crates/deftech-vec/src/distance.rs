@@ -1,11 +1,18 @@
 //! Vector distances: simsimd kernels (runtime-dispatched SIMD, with simsimd's own serial
 //! fallback) and plain scalar references used by tests; and a cache prefetch hint.
 //!
+//! On x86-64 with AVX2 and FMA (and without AVX-512, where simsimd's kernels are used), `f32`
+//! L2 and dot products use hand-written AVX2 kernels: for the short vectors HNSW compares
+//! millions of times, simsimd's FFI call and per-call dispatch cost as much as the arithmetic.
+//! [`kernels`] picks the implementation once per process.
+//!
 //! # Safety
 //!
-//! The one `unsafe` block here issues a prefetch instruction for an address inside a live
-//! slice. Prefetches never fault and do not read memory architecturally, so any address is
-//! sound; we only ever pass addresses of borrowed slices.
+//! The `unsafe` blocks here (1) issue prefetch instructions for addresses inside live slices —
+//! prefetches never fault, so that is always sound — and (2) call `#[target_feature]` kernels,
+//! which is sound only on CPUs with those features: the kernels are private and reachable only
+//! through the table [`kernels`] fills after `is_x86_feature_detected!` confirmed the features.
+//! The kernels read only within `a[..n]` and `b[..n]` with `n = min(a.len(), b.len())`.
 //!
 //! Internally every metric is a *distance*, lower is closer: `-dot` for Cosine (over vectors
 //! normalized at insert) and Dot, squared L2 for Euclid, L1 for Manhattan. [`to_score`] turns it
@@ -33,22 +40,188 @@ pub(crate) fn prefetch(v: &[f32]) {
     let _ = v;
 }
 
-/// Dot product.
-#[inline]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+/// A distance kernel: two equal-length slices to a number.
+pub(crate) type Kernel = fn(&[f32], &[f32]) -> f32;
+
+/// The kernels this CPU runs.
+#[derive(Clone, Copy)]
+pub(crate) struct Kernels {
+    pub dot: Kernel,
+    pub l2sq: Kernel,
+    pub name: &'static str,
+}
+
+/// Picks the fastest implementation for this CPU, once.
+pub(crate) fn kernels() -> &'static Kernels {
+    static K: std::sync::OnceLock<Kernels> = std::sync::OnceLock::new();
+    K.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        if !std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            return Kernels {
+                dot: avx2::dot,
+                l2sq: avx2::l2sq,
+                name: "avx2+fma",
+            };
+        }
+        Kernels {
+            dot: simsimd_dot,
+            l2sq: simsimd_l2sq,
+            name: "simsimd",
+        }
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let hi = _mm256_extractf128_ps(v, 1);
+        let lo = _mm256_castps256_ps128(v);
+        let s = _mm_add_ps(hi, lo);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn l2sq_impl(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let (mut s0, mut s1, mut s2, mut s3) = (
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+        );
+        let mut i = 0;
+        // SAFETY: every load reads `width` floats at `i` with `i + width <= n`, and `n` is
+        // within both slices; the caller runs on a CPU with AVX2 and FMA.
+        unsafe {
+            while i + 32 <= n {
+                let d0 = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)));
+                let d1 = _mm256_sub_ps(
+                    _mm256_loadu_ps(pa.add(i + 8)),
+                    _mm256_loadu_ps(pb.add(i + 8)),
+                );
+                let d2 = _mm256_sub_ps(
+                    _mm256_loadu_ps(pa.add(i + 16)),
+                    _mm256_loadu_ps(pb.add(i + 16)),
+                );
+                let d3 = _mm256_sub_ps(
+                    _mm256_loadu_ps(pa.add(i + 24)),
+                    _mm256_loadu_ps(pb.add(i + 24)),
+                );
+                s0 = _mm256_fmadd_ps(d0, d0, s0);
+                s1 = _mm256_fmadd_ps(d1, d1, s1);
+                s2 = _mm256_fmadd_ps(d2, d2, s2);
+                s3 = _mm256_fmadd_ps(d3, d3, s3);
+                i += 32;
+            }
+            while i + 8 <= n {
+                let d = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)));
+                s0 = _mm256_fmadd_ps(d, d, s0);
+                i += 8;
+            }
+        }
+        // SAFETY: AVX2 is present (the caller's contract); `hsum` only shuffles registers.
+        let mut sum = unsafe { hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3))) };
+        while i < n {
+            let d = a[i] - b[i];
+            sum += d * d;
+            i += 1;
+        }
+        sum
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot_impl(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let (mut s0, mut s1, mut s2, mut s3) = (
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+        );
+        let mut i = 0;
+        // SAFETY: every load reads `width` floats at `i` with `i + width <= n`, and `n` is
+        // within both slices; the caller runs on a CPU with AVX2 and FMA.
+        unsafe {
+            while i + 32 <= n {
+                s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), s0);
+                s1 = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(pa.add(i + 8)),
+                    _mm256_loadu_ps(pb.add(i + 8)),
+                    s1,
+                );
+                s2 = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(pa.add(i + 16)),
+                    _mm256_loadu_ps(pb.add(i + 16)),
+                    s2,
+                );
+                s3 = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(pa.add(i + 24)),
+                    _mm256_loadu_ps(pb.add(i + 24)),
+                    s3,
+                );
+                i += 32;
+            }
+            while i + 8 <= n {
+                s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), s0);
+                i += 8;
+            }
+        }
+        // SAFETY: AVX2 is present (the caller's contract); `hsum` only shuffles registers.
+        let mut sum = unsafe { hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3))) };
+        while i < n {
+            sum += a[i] * b[i];
+            i += 1;
+        }
+        sum
+    }
+
+    /// Only reachable through `kernels()`, which checked AVX2 and FMA.
+    pub(super) fn l2sq(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: see the module contract: installed only after feature detection.
+        unsafe { l2sq_impl(a, b) }
+    }
+
+    /// Only reachable through `kernels()`, which checked AVX2 and FMA.
+    pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: see the module contract: installed only after feature detection.
+        unsafe { dot_impl(a, b) }
+    }
+}
+
+fn simsimd_dot(a: &[f32], b: &[f32]) -> f32 {
     match <f32 as SpatialSimilarity>::dot(a, b) {
         Some(d) => d as f32,
         None => scalar_dot(a, b),
     }
 }
 
-/// Squared Euclidean distance.
-#[inline]
-pub(crate) fn l2sq(a: &[f32], b: &[f32]) -> f32 {
+fn simsimd_l2sq(a: &[f32], b: &[f32]) -> f32 {
     match <f32 as SpatialSimilarity>::l2sq(a, b) {
         Some(d) => d as f32,
         None => scalar_l2sq(a, b),
     }
+}
+
+/// Dot product.
+#[inline]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    (kernels().dot)(a, b)
+}
+
+/// Squared Euclidean distance.
+#[inline]
+pub(crate) fn l2sq(a: &[f32], b: &[f32]) -> f32 {
+    (kernels().l2sq)(a, b)
 }
 
 /// Manhattan distance (no simsimd kernel: a loop the compiler vectorizes).

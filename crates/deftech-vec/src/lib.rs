@@ -65,6 +65,30 @@ pub use request::{
 };
 pub use types::{Lsn, Metric, Payload, Point, PointId, Record, ScoredPoint};
 
+/// Internals exposed for the criterion benches (not part of the stable API).
+#[doc(hidden)]
+pub mod bench_internals {
+    /// Squared L2 with the kernel selected for this CPU.
+    pub fn l2sq(a: &[f32], b: &[f32]) -> f32 {
+        crate::distance::l2sq(a, b)
+    }
+
+    /// Dot product with the kernel selected for this CPU.
+    pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+        crate::distance::dot(a, b)
+    }
+
+    /// The name of the selected kernel set.
+    pub fn kernel_name() -> &'static str {
+        crate::distance::kernels().name
+    }
+
+    /// Plain loops, the reference.
+    pub fn scalar_l2sq(a: &[f32], b: &[f32]) -> f32 {
+        crate::distance::scalar_l2sq(a, b)
+    }
+}
+
 /// Entry points for the fuzz targets and their corpus tests (not part of the stable API).
 #[doc(hidden)]
 pub mod fuzzing {

@@ -50,21 +50,53 @@ impl<'a> F32Vectors<'a> {
 
     /// A scorer for an external query (already normalized for Cosine).
     pub(crate) fn query(self, query: &'a [f32]) -> F32Query<'a> {
-        F32Query { store: self, query }
+        F32Query {
+            store: self,
+            query,
+            op: Op::for_metric(self.metric),
+        }
     }
 }
 
-/// An `f32` query against [`F32Vectors`].
+/// The distance of a metric with the CPU's kernel, chosen once.
+#[derive(Clone, Copy)]
+pub(crate) enum Op {
+    Plain(distance::Kernel),
+    NegDot(distance::Kernel),
+}
+
+impl Op {
+    pub(crate) fn for_metric(metric: Metric) -> Op {
+        let k = distance::kernels();
+        match metric {
+            Metric::Cosine | Metric::Dot => Op::NegDot(k.dot),
+            Metric::Euclid => Op::Plain(k.l2sq),
+            Metric::Manhattan => Op::Plain(distance::l1),
+        }
+    }
+
+    /// The internal distance (lower is closer).
+    #[inline]
+    pub(crate) fn distance(self, a: &[f32], b: &[f32]) -> f32 {
+        match self {
+            Op::Plain(k) => k(a, b),
+            Op::NegDot(k) => -k(a, b),
+        }
+    }
+}
+
+/// An `f32` query against [`F32Vectors`]; the kernel is chosen once, not per distance.
 #[derive(Clone, Copy)]
 pub(crate) struct F32Query<'a> {
     store: F32Vectors<'a>,
     query: &'a [f32],
+    op: Op,
 }
 
 impl Scorer for F32Query<'_> {
     #[inline]
     fn distance(&self, i: u32) -> f32 {
-        distance::distance(self.store.metric, self.query, self.store.vector(i))
+        self.op.distance(self.query, self.store.vector(i))
     }
 
     #[inline]

@@ -111,6 +111,7 @@ pub(crate) struct Stats {
     pub seals: AtomicU64,
     pub merges: AtomicU64,
     pub index_builds: AtomicU64,
+    pub graph_build_ms: AtomicU64,
     pub optimizer_errors: AtomicU64,
     pub last_optimizer_error: Mutex<Option<String>>,
 }
@@ -214,6 +215,8 @@ pub struct OptimizerInfo {
     pub merges: u64,
     /// Payload index files built for existing segments.
     pub index_builds: u64,
+    /// Time spent building HNSW graphs, in milliseconds (all threads, wall clock).
+    pub graph_build_ms: u64,
     /// Failed jobs (retried later).
     pub errors: u64,
     /// The last failure, if any.
@@ -517,6 +520,7 @@ impl Inner {
             seals: self.stats.seals.load(Ordering::Relaxed),
             merges: self.stats.merges.load(Ordering::Relaxed),
             index_builds: self.stats.index_builds.load(Ordering::Relaxed),
+            graph_build_ms: self.stats.graph_build_ms.load(Ordering::Relaxed),
             errors: self.stats.optimizer_errors.load(Ordering::Relaxed),
             last_error: self.stats.last_optimizer_error.lock().clone(),
         }

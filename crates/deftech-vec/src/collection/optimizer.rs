@@ -196,6 +196,10 @@ fn build(
                 .at(&dir.describe(&tmp))?;
             dir.sync_dir(&folder).at(&dir.describe(&folder))?;
             seg = seg.with_graph(dir)?;
+            inner
+                .stats
+                .graph_build_ms
+                .fetch_add(start.elapsed().as_millis() as u64, Ordering::Relaxed);
             tracing::debug!(segment = id, points = count, elapsed = ?start.elapsed(), "built HNSW graph");
         }
         Ok((seg, maps))

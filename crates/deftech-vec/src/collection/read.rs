@@ -160,19 +160,20 @@ pub(crate) fn for_each_candidate(
     mut f: impl FnMut(u32) -> Result<()>,
 ) -> Result<()> {
     match sf.and_then(|s| s.plan.candidates.as_ref()) {
+        Some(cands) if sv.deletes.is_empty() => {
+            for off in cands.iter().take_while(|&o| o < sv.len) {
+                f(off)?;
+            }
+        }
         Some(cands) => {
-            for off in cands.iter() {
-                if off >= sv.len {
-                    break;
-                }
-                if !sv.deletes.contains(off) {
-                    f(off)?;
-                }
+            for off in (cands - &*sv.deletes).iter().take_while(|&o| o < sv.len) {
+                f(off)?;
             }
         }
         None => {
+            let no_deletes = sv.deletes.is_empty();
             for off in 0..sv.len {
-                if !sv.deletes.contains(off) {
+                if no_deletes || !sv.deletes.contains(off) {
                     f(off)?;
                 }
             }
@@ -207,8 +208,9 @@ pub(crate) fn scan_segment(
     top: &mut TopK,
 ) -> Result<()> {
     let dim = query.len();
+    let op = crate::scorer::Op::for_metric(metric);
     let consider = |off: u32, v: &[f32], top: &mut TopK| -> Result<()> {
-        let d = distance::distance(metric, query, v);
+        let d = op.distance(query, v);
         if bound.is_some_and(|b| d >= b) || !top.admits(d) {
             return Ok(());
         }
@@ -231,9 +233,10 @@ pub(crate) fn scan_segment(
     match &*sv.seg {
         Segment::Sealed(s) => {
             let all = &s.vectors()[..sv.len as usize * dim];
+            let no_deletes = sv.deletes.is_empty();
             for (off, v) in all.chunks_exact(dim).enumerate() {
                 let off = off as u32;
-                if !sv.deletes.contains(off) {
+                if no_deletes || !sv.deletes.contains(off) {
                     consider(off, v, top)?;
                 }
             }
@@ -293,13 +296,17 @@ pub(crate) enum Method {
 }
 
 /// The planner: the graph unless asked for an exact search, the segment has no graph, or a
-/// filter lets fewer than `full_scan_threshold` points through (then scanning the allowed
-/// points is both faster and exact).
+/// filter's allow set is small enough that scoring every allowed point is cheaper than the
+/// graph walk. A filtered walk visits about `1 / selectivity` times more nodes than an
+/// unfiltered one (which scores on the order of 100 · ef points), so scanning `a` allowed points
+/// of `n` wins while `a < n · 100 · ef / a`, that is `a < sqrt(100 · ef · n)`; and always below
+/// `full_scan_threshold`. The scan is exact, so small allow sets also get perfect recall.
 pub(crate) fn choose(
     sv: &SegView,
     sf: Option<&SegFilter<'_>>,
     exact: bool,
     full_scan_threshold: usize,
+    ef: usize,
 ) -> Method {
     let Some(s) = sv.seg.as_sealed() else {
         return Method::Scan;
@@ -307,10 +314,12 @@ pub(crate) fn choose(
     if exact || s.graph().is_none() {
         return Method::Scan;
     }
-    if let Some(c) = sf.and_then(|sf| sf.plan.candidates.as_ref())
-        && (c.len() as usize) < full_scan_threshold
-    {
-        return Method::Scan;
+    if let Some(c) = sf.and_then(|sf| sf.plan.candidates.as_ref()) {
+        let allowed = c.len() as f64;
+        let crossover = (100.0 * ef as f64 * f64::from(s.count())).sqrt();
+        if allowed < full_scan_threshold as f64 || allowed < crossover {
+            return Method::Scan;
+        }
     }
     Method::Graph
 }
@@ -404,7 +413,13 @@ pub(crate) fn search(view: &View, q: &Query<'_>) -> Result<Vec<Cand>> {
             Some(f) => Some(seg_filter(view, f, sv)?),
             None => None,
         };
-        match choose(sv, sf.as_ref(), q.exact, q.full_scan_threshold) {
+        match choose(
+            sv,
+            sf.as_ref(),
+            q.exact,
+            q.full_scan_threshold,
+            q.ef.max(q.k),
+        ) {
             Method::Scan => scan_segment(q.metric, q.vector, i, sv, sf.as_ref(), bound, &mut top)?,
             Method::Graph => graph_segment(
                 q.metric,
