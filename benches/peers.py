@@ -39,7 +39,8 @@ def parse():
 def set_dir(a):
     kind = a.dataset.replace(":", "_").replace("/", "_").replace(".", "_")
     name = f"{kind}-{a.n}x{a.dim}-q{a.queries}-{a.metric}-s{a.seed}"
-    return os.path.join(os.environ.get("DEFTECH_BENCH_DATA", "bench-data"), name)
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench-data")
+    return os.path.join(os.environ.get("DEFTECH_BENCH_DATA", root), name)
 
 
 def read_vecs(path, dtype):

@@ -239,6 +239,7 @@ pub(crate) fn scalar_l2sq(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// The internal distance (lower is closer).
+#[cfg(test)]
 #[inline]
 pub(crate) fn distance(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
     match metric {

@@ -1,8 +1,10 @@
 //! # deftech-vec
 //!
 //! An embedded vector search engine: collections of points (an id, a vector, a JSON payload)
-//! stored in a write-ahead log and immutable, memory-mapped segments; exact and filtered
-//! search with Qdrant's filter language and scoring conventions; crash-safe by construction.
+//! stored in a write-ahead log and immutable, memory-mapped segments with an HNSW graph each;
+//! approximate and exact search, filtered with Qdrant's filter language (payload indexes make
+//! filters fast, never change their results), with Qdrant's scoring conventions; crash-safe by
+//! construction.
 //!
 //! ```
 //! use deftech_vec::{CollectionConfig, Condition, Database, Filter, Metric, Point, SearchRequest};
@@ -46,7 +48,7 @@ mod segment;
 mod types;
 mod wal;
 
-pub use collection::{Collection, CollectionInfo, OptimizerInfo, SegmentInfo};
+pub use collection::{Collection, CollectionInfo, OptimizerInfo, SegmentInfo, Update};
 pub use config::{
     CollectionConfig, FsyncPolicy, HnswConfig, Limits, MAX_DIMENSION, OptimizerConfig, WalConfig,
 };

@@ -17,17 +17,17 @@ pub(crate) trait Scorer {
 /// `f32` vectors stored contiguously, `dim`-strided.
 #[derive(Clone, Copy)]
 pub(crate) struct F32Vectors<'a> {
-    pub metric: Metric,
     pub vectors: &'a [f32],
     pub dim: usize,
+    op: Op,
 }
 
 impl<'a> F32Vectors<'a> {
     pub(crate) fn new(metric: Metric, vectors: &'a [f32], dim: usize) -> Self {
         F32Vectors {
-            metric,
             vectors,
             dim,
+            op: Op::for_metric(metric),
         }
     }
 
@@ -45,7 +45,7 @@ impl<'a> F32Vectors<'a> {
     /// Distance between two stored points.
     #[inline]
     pub(crate) fn between(&self, a: u32, b: u32) -> f32 {
-        distance::distance(self.metric, self.vector(a), self.vector(b))
+        self.op.distance(self.vector(a), self.vector(b))
     }
 
     /// A scorer for an external query (already normalized for Cosine).
@@ -53,7 +53,7 @@ impl<'a> F32Vectors<'a> {
         F32Query {
             store: self,
             query,
-            op: Op::for_metric(self.metric),
+            op: self.op,
         }
     }
 }

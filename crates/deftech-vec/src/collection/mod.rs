@@ -155,6 +155,53 @@ impl Drop for Inner {
     }
 }
 
+/// One write, as a value (see [`Collection::update`]).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Update {
+    /// Insert or replace points.
+    Upsert(Vec<Point>),
+    /// Delete points.
+    Delete(PointSelector),
+    /// Merge into payloads (at `key` when given).
+    SetPayload {
+        /// Which points.
+        selector: PointSelector,
+        /// Keys to merge; `null` values remove keys.
+        payload: Payload,
+        /// Object path to merge at.
+        key: Option<String>,
+    },
+    /// Replace payloads.
+    OverwritePayload {
+        /// Which points.
+        selector: PointSelector,
+        /// The new payload.
+        payload: Payload,
+    },
+    /// Remove payload keys (paths).
+    DeletePayloadKeys {
+        /// Which points.
+        selector: PointSelector,
+        /// The keys.
+        keys: Vec<String>,
+    },
+    /// Remove whole payloads.
+    ClearPayload(PointSelector),
+    /// Declare a payload index.
+    CreatePayloadIndex {
+        /// The field (path).
+        field: String,
+        /// The index kind.
+        kind: PayloadIndexKind,
+    },
+    /// Remove a payload index declaration.
+    DeletePayloadIndex {
+        /// The field (path).
+        field: String,
+    },
+}
+
 /// Collection status as reported by [`Collection::info`].
 #[derive(Clone, Debug, Serialize)]
 #[non_exhaustive]
@@ -384,6 +431,18 @@ impl Inner {
         }
     }
 
+    /// Makes pending writes (appended, not yet durable) durable and visible.
+    fn commit_pending(&self) -> Result<()> {
+        let (lsn, epoch) = {
+            let c = self.commit.lock();
+            if c.pending.is_empty() {
+                return Ok(());
+            }
+            (c.written, c.epoch)
+        };
+        self.wait_durable(lsn, epoch)
+    }
+
     /// Syncs whatever is written (interval policy and `flush`); errors are returned.
     fn sync_written(&self) -> Result<()> {
         let (target, handle, epoch) = {
@@ -406,7 +465,11 @@ impl Inner {
 
     /// The write path: `build` validates and resolves against the writer's state and returns the
     /// operation to log; it is appended, applied and published (after fsync under `Always`).
-    fn write(&self, build: impl FnOnce(&Inner, &mut Writer) -> Result<Op>) -> Result<Lsn> {
+    fn write(
+        &self,
+        wait: bool,
+        build: impl FnOnce(&Inner, &mut Writer) -> Result<Op>,
+    ) -> Result<Lsn> {
         let (lsn, epoch) = {
             let mut w = self.writer.lock();
             self.check_open()?;
@@ -458,7 +521,12 @@ impl Inner {
             }
         };
         if let Some(epoch) = epoch {
-            self.wait_durable(lsn, epoch)?;
+            if wait {
+                self.wait_durable(lsn, epoch)?;
+            } else {
+                // The committer thread makes it durable and visible.
+                self.sync_signal.notify();
+            }
         }
         if self.config.optimizer.background
             && self.view().mutable_len() >= self.config.optimizer.seal_threshold
@@ -692,7 +760,14 @@ impl Collection {
                 .map_err(|e| Error::io(&inner.folder, e))?;
             threads.push(t);
         }
-        if let FsyncPolicy::Interval(every) = inner.config.wal.fsync {
+        // The committer: syncs at the interval (`Interval`), or makes writes that did not wait
+        // durable and visible (`Always`).
+        let every = match inner.config.wal.fsync {
+            FsyncPolicy::Interval(every) => Some(every),
+            FsyncPolicy::Always => Some(Duration::from_secs(1)),
+            FsyncPolicy::Never => None,
+        };
+        if let Some(every) = every {
             let weak: Weak<Inner> = Arc::downgrade(inner);
             let signal = inner.sync_signal.clone();
             let t = std::thread::Builder::new()
@@ -700,8 +775,12 @@ impl Collection {
                 .spawn(move || {
                     while signal.wait(every) {
                         let Some(inner) = weak.upgrade() else { break };
-                        if let Err(e) = inner.sync_written() {
-                            tracing::error!(collection = %inner.name, "interval WAL sync failed: {e}");
+                        let result = match inner.config.wal.fsync {
+                            FsyncPolicy::Always => inner.commit_pending(),
+                            _ => inner.sync_written(),
+                        };
+                        if let Err(e) = result {
+                            tracing::error!(collection = %inner.name, "background WAL sync failed: {e}");
                         }
                     }
                 })
@@ -722,10 +801,77 @@ impl Collection {
         &self.inner.config
     }
 
-    /// Inserts or replaces points (vector and payload). Duplicate ids within one batch: the last
-    /// one wins. The batch is validated whole first: a rejected batch changes nothing.
-    pub fn upsert(&self, points: impl IntoIterator<Item = Point>) -> Result<Lsn> {
-        let points: Vec<Point> = points.into_iter().collect();
+    /// Applies one write. With `wait`, returns once the write is durable (per the fsync
+    /// policy) and visible to readers; without, once it is validated and appended to the WAL
+    /// (under `FsyncPolicy::Always` it becomes visible when the background group commit has
+    /// synced it, within milliseconds). Validation errors are returned either way, and a
+    /// rejected write changes nothing.
+    pub fn update(&self, update: Update, wait: bool) -> Result<Lsn> {
+        let limits = &self.inner.config.limits;
+        let lsn = match update {
+            Update::Upsert(points) => {
+                let data = self.prepare_points(points)?;
+                self.inner.write(wait, |_, _| Ok(Op::Upsert(data)))?
+            }
+            Update::Delete(PointSelector::Ids(ids)) => {
+                check_batch(ids.len(), limits.max_batch_points, "points")?;
+                self.inner.write(wait, |_, _| Ok(Op::Delete(ids)))?
+            }
+            Update::Delete(selector @ PointSelector::Filter(_)) => {
+                self.inner.write(wait, |inner, w| {
+                    let ids = inner.resolve(w, &selector, false)?;
+                    Ok(Op::Delete(ids))
+                })?
+            }
+            Update::SetPayload {
+                selector,
+                payload,
+                key,
+            } => {
+                if let Some(k) = &key {
+                    crate::payload::parse_set_key(k)?;
+                }
+                self.check_patch(&payload)?;
+                self.payload_op(wait, &selector, |ids| {
+                    Ok(Op::SetPayload { ids, payload, key })
+                })?
+            }
+            Update::OverwritePayload { selector, payload } => {
+                self.check_patch(&payload)?;
+                self.payload_op(wait, &selector, |ids| {
+                    Ok(Op::OverwritePayload { ids, payload })
+                })?
+            }
+            Update::DeletePayloadKeys { selector, keys } => {
+                if keys.is_empty() {
+                    return Err(Error::invalid_argument("keys", "must not be empty"));
+                }
+                for k in &keys {
+                    JsonPath::parse(k).map_err(|e| Error::invalid_argument("keys", e))?;
+                }
+                self.payload_op(wait, &selector, |ids| {
+                    Ok(Op::DeletePayloadKeys { ids, keys })
+                })?
+            }
+            Update::ClearPayload(selector) => {
+                self.payload_op(wait, &selector, |ids| Ok(Op::ClearPayload(ids)))?
+            }
+            Update::CreatePayloadIndex { field, kind } => {
+                JsonPath::parse(&field).map_err(|e| Error::invalid_argument("field_name", e))?;
+                let lsn = self
+                    .inner
+                    .write(wait, |_, _| Ok(Op::CreateIndex { field, kind }))?;
+                self.inner.signal.notify();
+                lsn
+            }
+            Update::DeletePayloadIndex { field } => {
+                self.inner.write(wait, |_, _| Ok(Op::DropIndex { field }))?
+            }
+        };
+        Ok(lsn)
+    }
+
+    fn prepare_points(&self, points: Vec<Point>) -> Result<Vec<PointData>> {
         let config = &self.inner.config;
         check_batch(points.len(), config.limits.max_batch_points, "points")?;
         let mut last: HashMap<PointId, usize> = HashMap::with_capacity(points.len());
@@ -759,33 +905,52 @@ impl Collection {
                 payload,
             });
         }
-        self.inner.write(|_, _| Ok(Op::Upsert(data)))
+        Ok(data)
     }
 
-    /// Deletes points by id (ids that do not exist are ignored).
-    pub fn delete(&self, ids: impl IntoIterator<Item = PointId>) -> Result<Lsn> {
-        let ids: Vec<PointId> = ids.into_iter().collect();
-        check_batch(ids.len(), self.inner.config.limits.max_batch_points, "ids")?;
-        self.inner.write(|_, _| Ok(Op::Delete(ids)))
-    }
-
-    /// Deletes every point matching `filter`.
-    pub fn delete_by_filter(&self, filter: &Filter) -> Result<Lsn> {
-        self.inner.write(|inner, w| {
-            let ids = inner.resolve(w, &PointSelector::Filter(filter.clone()), false)?;
-            Ok(Op::Delete(ids))
-        })
+    fn check_patch(&self, payload: &Payload) -> Result<()> {
+        self.inner
+            .check_payload(PointId::Num(0), payload)
+            .map_err(|_| {
+                Error::invalid_argument(
+                    "payload",
+                    format!(
+                        "over the limit of {} bytes",
+                        self.inner.config.limits.max_payload_bytes
+                    ),
+                )
+            })
     }
 
     fn payload_op(
         &self,
+        wait: bool,
         selector: &PointSelector,
         make: impl FnOnce(Vec<PointId>) -> Result<Op>,
     ) -> Result<Lsn> {
-        self.inner.write(|inner, w| {
+        self.inner.write(wait, |inner, w| {
             let ids = inner.resolve(w, selector, true)?;
             make(ids)
         })
+    }
+
+    /// Inserts or replaces points (vector and payload). Duplicate ids within one batch: the last
+    /// one wins. The batch is validated whole first: a rejected batch changes nothing.
+    pub fn upsert(&self, points: impl IntoIterator<Item = Point>) -> Result<Lsn> {
+        self.update(Update::Upsert(points.into_iter().collect()), true)
+    }
+
+    /// Deletes points by id (ids that do not exist are ignored).
+    pub fn delete(&self, ids: impl IntoIterator<Item = PointId>) -> Result<Lsn> {
+        self.update(
+            Update::Delete(PointSelector::Ids(ids.into_iter().collect())),
+            true,
+        )
+    }
+
+    /// Deletes every point matching `filter`.
+    pub fn delete_by_filter(&self, filter: &Filter) -> Result<Lsn> {
+        self.update(Update::Delete(PointSelector::Filter(filter.clone())), true)
     }
 
     /// Merges `payload` into the payload of the selected points (a `null` value removes the key).
@@ -797,24 +962,12 @@ impl Collection {
         payload: Payload,
         key: Option<&str>,
     ) -> Result<Lsn> {
-        if let Some(k) = key {
-            crate::payload::parse_set_key(k)?;
-        }
-        self.inner
-            .check_payload(PointId::Num(0), &payload)
-            .map_err(|_| {
-                Error::invalid_argument(
-                    "payload",
-                    format!(
-                        "over the limit of {} bytes",
-                        self.inner.config.limits.max_payload_bytes
-                    ),
-                )
-            })?;
-        let key = key.map(str::to_owned);
-        self.payload_op(&selector.into(), |ids| {
-            Ok(Op::SetPayload { ids, payload, key })
-        })
+        let update = Update::SetPayload {
+            selector: selector.into(),
+            payload,
+            key: key.map(str::to_owned),
+        };
+        self.update(update, true)
     }
 
     /// Replaces the payload of the selected points.
@@ -823,20 +976,11 @@ impl Collection {
         selector: impl Into<PointSelector>,
         payload: Payload,
     ) -> Result<Lsn> {
-        self.inner
-            .check_payload(PointId::Num(0), &payload)
-            .map_err(|_| {
-                Error::invalid_argument(
-                    "payload",
-                    format!(
-                        "over the limit of {} bytes",
-                        self.inner.config.limits.max_payload_bytes
-                    ),
-                )
-            })?;
-        self.payload_op(&selector.into(), |ids| {
-            Ok(Op::OverwritePayload { ids, payload })
-        })
+        let update = Update::OverwritePayload {
+            selector: selector.into(),
+            payload,
+        };
+        self.update(update, true)
     }
 
     /// Removes keys (paths) from the payload of the selected points.
@@ -845,39 +989,36 @@ impl Collection {
         selector: impl Into<PointSelector>,
         keys: &[&str],
     ) -> Result<Lsn> {
-        if keys.is_empty() {
-            return Err(Error::invalid_argument("keys", "must not be empty"));
-        }
-        for k in keys {
-            JsonPath::parse(k).map_err(|e| Error::invalid_argument("keys", e))?;
-        }
-        let keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
-        self.payload_op(&selector.into(), |ids| {
-            Ok(Op::DeletePayloadKeys { ids, keys })
-        })
+        let update = Update::DeletePayloadKeys {
+            selector: selector.into(),
+            keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+        };
+        self.update(update, true)
     }
 
     /// Removes the whole payload of the selected points.
     pub fn clear_payload(&self, selector: impl Into<PointSelector>) -> Result<Lsn> {
-        self.payload_op(&selector.into(), |ids| Ok(Op::ClearPayload(ids)))
+        self.update(Update::ClearPayload(selector.into()), true)
     }
 
     /// Declares a payload index on `field`. Sealed segments get the index file built in the
     /// background; until then filters on the field scan payloads, with identical results.
     pub fn create_payload_index(&self, field: &str, kind: PayloadIndexKind) -> Result<Lsn> {
-        JsonPath::parse(field).map_err(|e| Error::invalid_argument("field_name", e))?;
-        let field = field.to_owned();
-        let lsn = self
-            .inner
-            .write(|_, _| Ok(Op::CreateIndex { field, kind }))?;
-        self.inner.signal.notify();
-        Ok(lsn)
+        let update = Update::CreatePayloadIndex {
+            field: field.to_owned(),
+            kind,
+        };
+        self.update(update, true)
     }
 
     /// Removes a payload index declaration.
     pub fn delete_payload_index(&self, field: &str) -> Result<Lsn> {
-        let field = field.to_owned();
-        self.inner.write(|_, _| Ok(Op::DropIndex { field }))
+        self.update(
+            Update::DeletePayloadIndex {
+                field: field.to_owned(),
+            },
+            true,
+        )
     }
 
     /// Declared payload indexes.

@@ -535,6 +535,9 @@ fn merge(inner: &Inner) -> Result<bool> {
 fn build_missing_index(inner: &Inner) -> Result<bool> {
     let target = {
         let w = inner.writer.lock();
+        if w.poisoned.is_some() {
+            return Ok(false);
+        }
         let schema = w.state.schema.clone();
         w.state.sealed.iter().find_map(|e| {
             let s = e.seg.as_sealed().expect("sealed");

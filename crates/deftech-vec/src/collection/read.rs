@@ -286,6 +286,9 @@ pub(crate) fn materialize(
     Ok(out)
 }
 
+/// Points sampled to estimate the selectivity of a filter no index answers.
+const SAMPLE: u32 = 128;
+
 /// How one segment is searched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Method {
@@ -301,6 +304,7 @@ pub(crate) enum Method {
 /// unfiltered one (which scores on the order of 100 · ef points), so scanning `a` allowed points
 /// of `n` wins while `a < n · 100 · ef / a`, that is `a < sqrt(100 · ef · n)`; and always below
 /// `full_scan_threshold`. The scan is exact, so small allow sets also get perfect recall.
+/// When no index answers the filter, the allow set is estimated from a sample of 128 points.
 pub(crate) fn choose(
     sv: &SegView,
     sf: Option<&SegFilter<'_>>,
@@ -314,12 +318,33 @@ pub(crate) fn choose(
     if exact || s.graph().is_none() {
         return Method::Scan;
     }
-    if let Some(c) = sf.and_then(|sf| sf.plan.candidates.as_ref()) {
-        let allowed = c.len() as f64;
-        let crossover = (100.0 * ef as f64 * f64::from(s.count())).sqrt();
-        if allowed < full_scan_threshold as f64 || allowed < crossover {
-            return Method::Scan;
+    let Some(sf) = sf else {
+        return Method::Graph;
+    };
+    let allowed = match &sf.plan.candidates {
+        Some(c) => c.len() as f64,
+        None if sf.plan.exact => return Method::Graph,
+        // No index answers the filter: estimate its selectivity on an even sample.
+        None => {
+            let n = s.count();
+            let step = (n / SAMPLE).max(1);
+            let (mut seen, mut passed) = (0u32, 0u32);
+            for off in (0..n).step_by(step as usize).take(SAMPLE as usize) {
+                if sv.is_live(off) {
+                    seen += 1;
+                    passed += u32::from(sf.check(sv, off).unwrap_or(false));
+                }
+            }
+            if seen == 0 {
+                0.0
+            } else {
+                f64::from(passed) / f64::from(seen) * sv.live_count() as f64
+            }
         }
+    };
+    let crossover = (100.0 * ef as f64 * f64::from(s.count())).sqrt();
+    if allowed < full_scan_threshold as f64 || allowed < crossover {
+        return Method::Scan;
     }
     Method::Graph
 }

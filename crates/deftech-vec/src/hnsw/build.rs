@@ -120,7 +120,23 @@ impl Building<'_> {
             self.select(&found, self.m, &mut selected);
             {
                 let _g = self.locks[q as usize].lock();
-                Self::write_links(self.slots(q, l), &selected);
+                let slots = self.slots(q, l);
+                let existing = slots[0].load(Ordering::Relaxed) as usize;
+                if existing > 0 {
+                    // Other threads already linked to q at this level (it was reachable from
+                    // above): keep the best of those links and the selected ones.
+                    let mut cands = found.clone();
+                    for s in &slots[1..1 + existing.min(slots.len() - 1)] {
+                        let id = s.load(Ordering::Relaxed);
+                        if id != q && !cands.iter().any(|c| c.1 == id) {
+                            cands.push((self.store.between(q, id), id));
+                        }
+                    }
+                    cands.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+                    let max = if l == 0 { 2 * self.m } else { self.m };
+                    self.select(&cands, max, &mut selected);
+                }
+                Self::write_links(slots, &selected);
             }
             let max = if l == 0 { 2 * self.m } else { self.m };
             for &s in &selected {
@@ -164,72 +180,75 @@ impl Building<'_> {
 impl Building<'_> {
     /// Makes every node reachable from the entry point at level 0. The neighbour heuristic can
     /// leave a few nodes with no incoming links; each is linked from its nearest reachable
-    /// node (taking a free slot, or replacing a link whose target has other incoming links).
+    /// node (taking a free slot, or replacing a link whose target has other incoming links),
+    /// and reachability is recomputed until nothing changes. Returns the nodes still
+    /// unreachable (none in practice).
     fn connect_unreachable(&self, ctx: &mut SearchContext) -> usize {
         let Some((entry, _)) = Links::entry(self) else {
             return 0;
         };
         let n = self.n;
-        let mut indegree = vec![0u32; n];
-        for node in 0..n as u32 {
-            self.for_each_neighbor(node, 0, |x| indegree[x as usize] += 1);
-        }
-        let mut reach = vec![false; n];
-        let mark = |from: u32, reach: &mut Vec<bool>| {
-            let mut stack = vec![from];
-            reach[from as usize] = true;
-            while let Some(x) = stack.pop() {
-                self.for_each_neighbor(x, 0, |y| {
-                    if !reach[y as usize] {
-                        reach[y as usize] = true;
-                        stack.push(y);
-                    }
-                });
+        let mut last_unreachable = usize::MAX;
+        for _round in 0..8 {
+            let mut indegree = vec![0u32; n];
+            for node in 0..n as u32 {
+                self.for_each_neighbor(node, 0, |x| indegree[x as usize] += 1);
             }
-        };
-        mark(entry, &mut reach);
-        let mut repaired = 0;
-        let mut found = Vec::new();
-        for u in 0..n as u32 {
-            if reach[u as usize] {
-                continue;
-            }
-            let scorer = self.store.query(self.store.vector(u));
-            let accept = |i: u32| reach[i as usize] && i != u;
-            super::search::search(ctx, n, self, &scorer, 2 * self.m, &accept, &mut found);
-            let max = 2 * self.m;
-            let mut linked = false;
-            for &(_, w) in &found {
-                let slots = self.slots(w, 0);
-                let len = slots[0].load(Ordering::Relaxed) as usize;
-                if len < max {
-                    slots[1 + len].store(u, Ordering::Relaxed);
-                    slots[0].store(len as u32 + 1, Ordering::Relaxed);
-                    linked = true;
-                    break;
-                }
-                // Replace the farthest neighbour that others also link to.
-                let victim = (1..=len)
-                    .filter(|&k| indegree[slots[k].load(Ordering::Relaxed) as usize] > 1)
-                    .max_by(|&a, &b| {
-                        let da = self.store.between(w, slots[a].load(Ordering::Relaxed));
-                        let db = self.store.between(w, slots[b].load(Ordering::Relaxed));
-                        da.total_cmp(&db)
+            let mut reach = vec![false; n];
+            let mark = |from: u32, reach: &mut Vec<bool>| {
+                let mut stack = vec![from];
+                reach[from as usize] = true;
+                while let Some(x) = stack.pop() {
+                    self.for_each_neighbor(x, 0, |y| {
+                        if !reach[y as usize] {
+                            reach[y as usize] = true;
+                            stack.push(y);
+                        }
                     });
-                if let Some(k) = victim {
-                    indegree[slots[k].load(Ordering::Relaxed) as usize] -= 1;
-                    slots[k].store(u, Ordering::Relaxed);
-                    linked = true;
+                }
+            };
+            mark(entry, &mut reach);
+            let unreachable = reach.iter().filter(|r| !**r).count();
+            if unreachable == 0 || unreachable >= last_unreachable {
+                return unreachable;
+            }
+            last_unreachable = unreachable;
+            let mut found = Vec::new();
+            for u in 0..n as u32 {
+                if reach[u as usize] {
+                    continue;
+                }
+                let scorer = self.store.query(self.store.vector(u));
+                let accept = |i: u32| reach[i as usize] && i != u;
+                super::search::search(ctx, n, self, &scorer, 2 * self.m, &accept, &mut found);
+                let max = 2 * self.m;
+                for &(_, w) in &found {
+                    let slots = self.slots(w, 0);
+                    let len = slots[0].load(Ordering::Relaxed) as usize;
+                    if len < max {
+                        slots[1 + len].store(u, Ordering::Relaxed);
+                        slots[0].store(len as u32 + 1, Ordering::Relaxed);
+                    } else {
+                        // Replace the farthest neighbour that others also link to; the next
+                        // round checks nothing became unreachable.
+                        let victim = (1..=len)
+                            .filter(|&k| indegree[slots[k].load(Ordering::Relaxed) as usize] > 1)
+                            .max_by(|&a, &b| {
+                                let da = self.store.between(w, slots[a].load(Ordering::Relaxed));
+                                let db = self.store.between(w, slots[b].load(Ordering::Relaxed));
+                                da.total_cmp(&db)
+                            });
+                        let Some(k) = victim else { continue };
+                        indegree[slots[k].load(Ordering::Relaxed) as usize] -= 1;
+                        slots[k].store(u, Ordering::Relaxed);
+                    }
+                    indegree[u as usize] += 1;
+                    mark(u, &mut reach);
                     break;
                 }
             }
-            if linked {
-                indegree[u as usize] += 1;
-                repaired += 1;
-                mark(u, &mut reach);
-            }
         }
-        repaired
+        last_unreachable
     }
 }
 
@@ -302,9 +321,13 @@ pub(crate) fn build(
             }
         });
     }
-    let repaired = b.connect_unreachable(&mut SearchContext::new());
-    if repaired > 0 {
-        tracing::debug!(nodes = n, repaired, "linked unreachable graph nodes");
+    let unreachable = b.connect_unreachable(&mut SearchContext::new());
+    if unreachable > 0 {
+        tracing::warn!(
+            nodes = n,
+            unreachable,
+            "graph nodes left unreachable at level 0"
+        );
     }
     let (entry, top) = *b.entry.read();
     let mut w = FileWriter::create(dir, path, MAGIC)?;

@@ -80,6 +80,9 @@ impl Graph {
         }
         let m = m as usize;
         let (entry, max_level) = ((entry & 0xffff_ffff) as u32, (entry >> 32) as u8);
+        if max_level > 30 {
+            return Err(bad(48, format!("top level {max_level} out of range")));
+        }
         if (count == 0) != (entry == NO_ENTRY) || (count > 0 && entry >= count) {
             return Err(bad(
                 48,
