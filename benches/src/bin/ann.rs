@@ -9,7 +9,9 @@
 //!
 //! Options: `--dataset clustered|uniform|embeddings|fvecs:PATH|npy:PATH`, `--n`, `--dim`,
 //! `--queries` (1000), `--m` (16), `--ef-construct` (200), `--ef 16,32,64,128,256`,
-//! `--engines deftech,hnsw_rs`, `--metric l2|cosine|dot` (l2), `--k` (10), `--seed` (1).
+//! `--engines deftech,hnsw_rs`, `--metric l2|cosine|dot` (l2), `--k` (10), `--seed` (1),
+//! `--quantization none,int8,binary` (none: each mode builds its own collection; int8 also
+//! reports the `f32` search of the same graph), `--oversampling 1,2,4` (2), `--quantile` (0.99).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::collections::HashMap;
@@ -21,7 +23,7 @@ use deftech_benches::data::{self, Vectors};
 use deftech_benches::resident_bytes;
 use deftech_vec::{
     CollectionConfig, Database, FsyncPolicy, HnswConfig, Metric, OptimizerConfig, Point, PointId,
-    SearchRequest,
+    Quantization, QuantizationParams, SearchRequest,
 };
 
 struct Args {
@@ -36,6 +38,9 @@ struct Args {
     metric: String,
     k: usize,
     seed: u64,
+    quantization: Vec<String>,
+    oversampling: Vec<f32>,
+    quantile: f32,
 }
 
 fn parse_args() -> Args {
@@ -51,6 +56,9 @@ fn parse_args() -> Args {
         metric: "l2".into(),
         k: 10,
         seed: 1,
+        quantization: vec!["none".into()],
+        oversampling: vec![2.0],
+        quantile: 0.99,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -72,6 +80,14 @@ fn parse_args() -> Args {
             "--metric" => a.metric = val(),
             "--k" => a.k = val().parse().expect("--k"),
             "--seed" => a.seed = val().parse().expect("--seed"),
+            "--quantization" => a.quantization = val().split(',').map(str::to_owned).collect(),
+            "--oversampling" => {
+                a.oversampling = val()
+                    .split(',')
+                    .map(|o| o.parse().expect("--oversampling"))
+                    .collect()
+            }
+            "--quantile" => a.quantile = val().parse().expect("--quantile"),
             other => panic!("unknown option {other}"),
         }
     }
@@ -220,7 +236,7 @@ struct Row {
 
 fn print_table(rows: &[Row], threads: usize) {
     println!(
-        "{:<10} | {:>9} | {:>10} | {:>13} | {:>5} | {:>9} | {:>10} | {:>10}",
+        "{:<14} | {:>9} | {:>10} | {:>13} | {:>5} | {:>9} | {:>10} | {:>10}",
         "engine",
         "build s",
         "graph B/pt",
@@ -232,7 +248,7 @@ fn print_table(rows: &[Row], threads: usize) {
     );
     for r in rows {
         println!(
-            "{:<10} | {:>9.1} | {:>10.1} | {:>13.1} | {:>5} | {:>9.4} | {:>10.0} | {:>10.0}",
+            "{:<14} | {:>9.1} | {:>10.1} | {:>13.1} | {:>5} | {:>9.4} | {:>10.0} | {:>10.0}",
             r.engine, r.build, r.graph_bpp, r.resident_bpp, r.ef, r.recall, r.qps1, r.qps_all
         );
     }
@@ -240,6 +256,7 @@ fn print_table(rows: &[Row], threads: usize) {
 
 fn run_deftech(
     a: &Args,
+    mode: &str,
     base: &Vectors,
     queries: &Vectors,
     gt: &[Vec<u32>],
@@ -254,7 +271,7 @@ fn run_deftech(
     };
     let dir = tempfile::tempdir_in(deftech_benches::data_dir()).expect("temp dir");
     let db = Database::open(dir.path()).expect("open");
-    let config = CollectionConfig::new(a.dim, metric)
+    let mut config = CollectionConfig::new(a.dim, metric)
         .fsync(FsyncPolicy::Never)
         .hnsw(
             HnswConfig::default()
@@ -268,6 +285,12 @@ fn run_deftech(
                 .seal_threshold(usize::MAX / 2)
                 .max_segment_points(base.len()),
         );
+    match mode {
+        "none" => {}
+        "int8" => config = config.quantization(Quantization::int8(a.quantile)),
+        "binary" => config = config.quantization(Quantization::binary()),
+        other => panic!("unknown quantization {other}"),
+    }
     let c = db.create_collection("ann", config).expect("create");
     let t = Instant::now();
     for start in (0..base.len()).step_by(10_000) {
@@ -288,39 +311,87 @@ fn run_deftech(
         Duration::from_millis(info.optimizer.graph_build_ms)
     );
     let graph: u64 = info.segments.iter().map(|s| s.graph_bytes).sum();
-    let search = |ef: usize| {
+    // (label, quantization parameters) per row family.
+    let mut modes: Vec<(String, QuantizationParams)> = Vec::new();
+    if mode == "none" {
+        modes.push(("deftech".into(), QuantizationParams::ignore()));
+    } else {
+        if mode == "int8" {
+            modes.push(("deftech f32".into(), QuantizationParams::ignore()));
+        }
+        for &os in &a.oversampling {
+            modes.push((
+                format!("{mode} x{os}"),
+                QuantizationParams::default().oversampling(os),
+            ));
+        }
+    }
+    let search = |ef: usize, qp: QuantizationParams| {
         let c = c.clone();
         move |q: &[f32]| -> Vec<u32> {
-            c.search(&SearchRequest::new(q.to_vec(), a.k).hnsw_ef(ef))
-                .expect("search")
-                .into_iter()
-                .map(|h| match h.id {
-                    PointId::Num(n) => n as u32,
-                    PointId::Uuid(_) => unreachable!(),
-                })
-                .collect()
+            c.search(
+                &SearchRequest::new(q.to_vec(), a.k)
+                    .hnsw_ef(ef)
+                    .quantization(qp),
+            )
+            .expect("search")
+            .into_iter()
+            .map(|h| match h.id {
+                PointId::Num(n) => n as u32,
+                PointId::Uuid(_) => unreachable!(),
+            })
+            .collect()
         }
     };
     let min = Duration::from_millis(1500);
-    let mut resident = 0.0;
-    for &ef in &a.efs {
-        let f = search(ef);
-        let (qps1, res) = measure(queries, 1, min, &f);
-        let (qps_all, _) = measure(queries, threads, min, &f);
-        if resident == 0.0 {
-            let (anon, file) = resident_bytes().unwrap_or_default();
-            resident = (anon + file) as f64 / base.len() as f64;
+    for (label, qp) in modes {
+        let mut resident = 0.0;
+        for &ef in &a.efs {
+            let f = search(ef, qp);
+            let (qps1, res) = measure(queries, 1, min, &f);
+            let (qps_all, _) = measure(queries, threads, min, &f);
+            if resident == 0.0 {
+                // The engine's own accounting: mapped pages resident after the searches, plus
+                // heap (the harness's copy of the data set is not the engine's memory).
+                let info = c.info();
+                let bytes: u64 = info
+                    .segments
+                    .iter()
+                    .flat_map(|s| s.components.iter())
+                    .map(|comp| comp.resident_bytes)
+                    .sum();
+                resident = bytes as f64 / base.len() as f64;
+            }
+            rows.push(Row {
+                engine: label.clone(),
+                build: info.optimizer.graph_build_ms as f64 / 1000.0,
+                graph_bpp: graph as f64 / base.len() as f64,
+                resident_bpp: resident,
+                ef,
+                recall: recall(&res, gt, a.k),
+                qps1,
+                qps_all,
+            });
         }
-        rows.push(Row {
-            engine: "deftech".into(),
-            build: info.optimizer.graph_build_ms as f64 / 1000.0,
-            graph_bpp: graph as f64 / base.len() as f64,
-            resident_bpp: resident,
-            ef,
-            recall: recall(&res, gt, a.k),
-            qps1,
-            qps_all,
-        });
+    }
+    let info = c.info();
+    let mut per: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
+    for s in &info.segments {
+        for comp in &s.components {
+            let e = per.entry(comp.name).or_default();
+            e.0 += comp.mapped_bytes;
+            e.1 += comp.resident_bytes;
+        }
+    }
+    eprintln!(
+        "deftech ({mode}) memory per point by component, mapped / resident after the searches:"
+    );
+    for (name, (m, r)) in per {
+        eprintln!(
+            "  {name:<16} {:>9.1} / {:>9.1} B",
+            m as f64 / base.len() as f64,
+            r as f64 / base.len() as f64
+        );
     }
     drop(c);
     db.close().expect("close");
@@ -386,7 +457,11 @@ fn main() {
     for (i, e) in a.engines.iter().enumerate() {
         order.insert(e, i);
         match e.as_str() {
-            "deftech" => run_deftech(&a, &base, &queries, &gt, threads, &mut rows),
+            "deftech" => {
+                for mode in &a.quantization {
+                    run_deftech(&a, mode, &base, &queries, &gt, threads, &mut rows);
+                }
+            }
             "hnsw_rs" => run_hnsw_rs(&a, &base, &queries, &gt, threads, &mut rows),
             other => panic!("unknown engine {other}"),
         }

@@ -75,8 +75,15 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// Runs `workers` threads calling `one(worker, i)` for `secs` seconds.
+/// Runs `workers` threads calling `one(worker, i)` for `secs` seconds, after one second of
+/// warm-up that is not measured.
 fn drive(workers: usize, secs: f64, one: Arc<dyn Fn(usize, usize) + Send + Sync>) -> Run {
+    let warm = Instant::now();
+    let mut i = 0;
+    while warm.elapsed() < Duration::from_secs(1) {
+        one(0, i);
+        i += 1;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let handles: Vec<_> = (0..workers)

@@ -38,6 +38,9 @@ pub struct CollectionConfig {
     /// Input limits.
     #[serde(default)]
     pub limits: Limits,
+    /// Quantized codes searched before rescoring on the `f32` vectors (none by default).
+    #[serde(default)]
+    pub quantization: Option<crate::quantization::Quantization>,
 }
 
 impl CollectionConfig {
@@ -50,7 +53,15 @@ impl CollectionConfig {
             wal: WalConfig::default(),
             optimizer: OptimizerConfig::default(),
             limits: Limits::default(),
+            quantization: None,
         }
+    }
+
+    /// Sets the quantization.
+    #[must_use]
+    pub fn quantization(mut self, q: crate::quantization::Quantization) -> Self {
+        self.quantization = Some(q);
+        self
     }
 
     /// Sets the HNSW parameters.
@@ -161,6 +172,9 @@ impl CollectionConfig {
                 "limits.max_payload_bytes",
                 "must be at least 1",
             ));
+        }
+        if let Some(q) = &self.quantization {
+            q.validate()?;
         }
         if self.limits.max_batch_points == 0 {
             return Err(Error::invalid_argument(

@@ -40,14 +40,39 @@ pub(crate) fn prefetch(v: &[f32]) {
     let _ = v;
 }
 
+/// Asks the CPU to start loading `b` into the cache (up to 16 cache lines).
+#[inline]
+pub(crate) fn prefetch_bytes(b: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let p = b.as_ptr().cast::<i8>();
+        for l in 0..b.len().div_ceil(64).min(16) {
+            // SAFETY: see the module contract: prefetching an address inside a live slice
+            // cannot fault; `l * 64 < len` keeps it inside.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.add(l * 64)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = b;
+}
+
 /// A distance kernel: two equal-length slices to a number.
 pub(crate) type Kernel = fn(&[f32], &[f32]) -> f32;
+
+/// A binary code kernel: the Hamming distance of two bit vectors.
+pub(crate) type KernelBits = fn(&[u64], &[u64]) -> u32;
+
+/// An asymmetric kernel: an `f32` query against `i8` codes (dot product).
+pub(crate) type KernelF32I8 = fn(&[f32], &[i8]) -> f32;
 
 /// The kernels this CPU runs.
 #[derive(Clone, Copy)]
 pub(crate) struct Kernels {
     pub dot: Kernel,
     pub l2sq: Kernel,
+    pub hamming: KernelBits,
+    pub dot_f32_i8: KernelF32I8,
     pub name: &'static str,
 }
 
@@ -63,12 +88,20 @@ pub(crate) fn kernels() -> &'static Kernels {
             return Kernels {
                 dot: avx2::dot,
                 l2sq: avx2::l2sq,
+                hamming: if std::arch::is_x86_feature_detected!("popcnt") {
+                    avx2::hamming
+                } else {
+                    scalar_hamming
+                },
+                dot_f32_i8: avx2::dot_f32_i8,
                 name: "avx2+fma",
             };
         }
         Kernels {
             dot: simsimd_dot,
             l2sq: simsimd_l2sq,
+            hamming: scalar_hamming,
+            dot_f32_i8: scalar_dot_f32_i8,
             name: "simsimd",
         }
     })
@@ -185,6 +218,60 @@ mod avx2 {
         sum
     }
 
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot_f32_i8_impl(q: &[f32], c: &[i8]) -> f32 {
+        let n = q.len().min(c.len());
+        let (pq, pc) = (q.as_ptr(), c.as_ptr());
+        let (mut s0, mut s1, mut s2, mut s3) = (
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+        );
+        let mut i = 0;
+        // SAFETY: the loads read 32 codes (two 16-byte loads) and 32 floats at `i` with
+        // `i + 32 <= n`, within both slices; the caller runs on a CPU with AVX2 and FMA.
+        unsafe {
+            while i + 32 <= n {
+                let c0 = _mm_loadu_si128(pc.add(i).cast());
+                let c1 = _mm_loadu_si128(pc.add(i + 16).cast());
+                let f0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(c0));
+                let f1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(c0, 8)));
+                let f2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(c1));
+                let f3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(c1, 8)));
+                s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pq.add(i)), f0, s0);
+                s1 = _mm256_fmadd_ps(_mm256_loadu_ps(pq.add(i + 8)), f1, s1);
+                s2 = _mm256_fmadd_ps(_mm256_loadu_ps(pq.add(i + 16)), f2, s2);
+                s3 = _mm256_fmadd_ps(_mm256_loadu_ps(pq.add(i + 24)), f3, s3);
+                i += 32;
+            }
+        }
+        // SAFETY: AVX2 is present (the caller's contract); only register shuffles.
+        let mut sum = unsafe { hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3))) };
+        while i < n {
+            sum += q[i] * f32::from(c[i]);
+            i += 1;
+        }
+        sum
+    }
+
+    /// Only reachable through `kernels()`, which checked AVX2 and FMA.
+    pub(super) fn dot_f32_i8(q: &[f32], c: &[i8]) -> f32 {
+        // SAFETY: see the module contract: installed only after feature detection.
+        unsafe { dot_f32_i8_impl(q, c) }
+    }
+
+    #[target_feature(enable = "popcnt")]
+    unsafe fn hamming_impl(a: &[u64], b: &[u64]) -> u32 {
+        a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
+    }
+
+    /// Only reachable through `kernels()`, which checked POPCNT.
+    pub(super) fn hamming(a: &[u64], b: &[u64]) -> u32 {
+        // SAFETY: see the module contract: installed only after feature detection.
+        unsafe { hamming_impl(a, b) }
+    }
+
     /// Only reachable through `kernels()`, which checked AVX2 and FMA.
     pub(super) fn l2sq(a: &[f32], b: &[f32]) -> f32 {
         // SAFETY: see the module contract: installed only after feature detection.
@@ -196,6 +283,14 @@ mod avx2 {
         // SAFETY: see the module contract: installed only after feature detection.
         unsafe { dot_impl(a, b) }
     }
+}
+
+pub(crate) fn scalar_dot_f32_i8(q: &[f32], c: &[i8]) -> f32 {
+    q.iter().zip(c).map(|(&x, &y)| x * f32::from(y)).sum()
+}
+
+pub(crate) fn scalar_hamming(a: &[u64], b: &[u64]) -> u32 {
+    a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
 }
 
 fn simsimd_dot(a: &[f32], b: &[f32]) -> f32 {
@@ -310,6 +405,24 @@ mod tests {
                 "l2sq dim {dim}"
             );
         }
+    }
+
+    #[test]
+    fn code_kernels_match_scalar() {
+        let k = kernels();
+        for dim in [1usize, 7, 31, 32, 33, 100, 1024] {
+            let q: Vec<f32> = (0..dim).map(|i| (i as f32 * 0.37).sin()).collect();
+            let c: Vec<i8> = (0..dim).map(|i| ((i * 53 + 7) % 256) as u8 as i8).collect();
+            let (got, want) = ((k.dot_f32_i8)(&q, &c), scalar_dot_f32_i8(&q, &c));
+            assert!(
+                (got - want).abs() <= 1e-3 * want.abs().max(1.0),
+                "dot_f32_i8 dim {dim}: {got} vs {want}"
+            );
+        }
+        let a = [0xF0F0_F0F0_F0F0_F0F0u64, 1, u64::MAX];
+        let b = [0x0F0F_0F0F_0F0F_0F0Fu64, 0, u64::MAX];
+        assert_eq!((k.hamming)(&a, &b), 65);
+        assert_eq!(scalar_hamming(&a, &b), 65);
     }
 
     #[test]

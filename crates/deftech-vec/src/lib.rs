@@ -42,13 +42,16 @@ mod filter;
 mod hnsw;
 mod manifest;
 mod payload;
+mod quantization;
 mod request;
 mod scorer;
 mod segment;
 mod types;
 mod wal;
 
-pub use collection::{Collection, CollectionInfo, OptimizerInfo, SegmentInfo, Update};
+pub use collection::{
+    Collection, CollectionInfo, ComponentInfo, OptimizerInfo, SegmentInfo, Update,
+};
 pub use config::{
     CollectionConfig, FsyncPolicy, HnswConfig, Limits, MAX_DIMENSION, OptimizerConfig, WalConfig,
 };
@@ -62,6 +65,7 @@ pub use filter::{
     AnyValues, Condition, FieldCondition, Filter, Match, MatchValue, MinShould, Range, ValuesCount,
 };
 pub use payload::PayloadIndexKind;
+pub use quantization::{BinaryQuantization, Quantization, QuantizationParams, ScalarQuantization};
 pub use request::{
     PayloadSelector, PointSelector, ScrollRequest, ScrollResult, SearchParams, SearchRequest,
 };
@@ -189,7 +193,8 @@ pub mod fuzzing {
         };
         let _ = f.write_all(bytes);
         drop(f);
-        let Ok(seg) = SealedSegment::open(&dir, 1, folder, 3, Metric::Dot, 4, &schema(), false)
+        let Ok(seg) =
+            SealedSegment::open(&dir, 1, folder, 3, Metric::Dot, 4, &schema(), false, None)
         else {
             return false;
         };

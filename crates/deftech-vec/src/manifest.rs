@@ -48,6 +48,9 @@ pub(crate) struct ManifestSegment {
     /// The folder holds an HNSW graph (`hnsw.bin`).
     #[serde(default)]
     pub graph: bool,
+    /// Quantized codes file in the folder (`codes-i8.bin` or `codes-b1.bin`).
+    #[serde(default)]
+    pub codes: Option<String>,
 }
 
 impl Manifest {

@@ -73,6 +73,8 @@ pub struct SearchParams {
     pub hnsw_ef: Option<usize>,
     /// Scan every point instead of using the graph.
     pub exact: bool,
+    /// Use of the collection's quantized codes.
+    pub quantization: crate::quantization::QuantizationParams,
 }
 
 /// A nearest-neighbour search.
@@ -167,6 +169,15 @@ impl SearchRequest {
     #[must_use]
     pub fn hnsw_ef(mut self, ef: usize) -> Self {
         self.params.hnsw_ef = Some(ef);
+        self
+    }
+
+    /// Sets how quantized codes are used (see [`QuantizationParams`]).
+    ///
+    /// [`QuantizationParams`]: crate::QuantizationParams
+    #[must_use]
+    pub fn quantization(mut self, params: crate::quantization::QuantizationParams) -> Self {
+        self.params.quantization = params;
         self
     }
 }

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use deftech_vec::{CollectionConfig, HnswConfig, OptimizerConfig, Update, WalConfig};
+use deftech_vec::{CollectionConfig, HnswConfig, OptimizerConfig, Quantization, Update, WalConfig};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -66,6 +66,48 @@ fn u64_of(o: &Map<String, Value>, k: &str, at: &str) -> Result<Option<u64>, ApiE
     }
 }
 
+/// Qdrant's `quantization_config`: `{"scalar": {"type": "int8", "quantile", "always_ram"}}` or
+/// `{"binary": {"always_ram"}}`.
+fn quantization(v: &Value, at: &str) -> Result<Quantization, ApiError> {
+    let o = obj(v, at)?;
+    let flag = |m: &Map<String, Value>, k: &str| m.get(k).and_then(Value::as_bool).unwrap_or(false);
+    if let Some(s) = o.get("scalar") {
+        let s = obj(s, &format!("{at}.scalar"))?;
+        if let Some(t) = s.get("type").and_then(Value::as_str)
+            && t != "int8"
+        {
+            return Err(ApiError::bad_request(format!(
+                "{at}.scalar.type: only int8 is supported, got {t:?}"
+            )));
+        }
+        let quantile = match s.get("quantile").filter(|q| !q.is_null()) {
+            None => 0.99,
+            Some(q) => q.as_f64().ok_or_else(|| {
+                ApiError::bad_request(format!("{at}.scalar.quantile: expected a number"))
+            })? as f32,
+        };
+        return Ok(Quantization::int8(quantile).always_ram(flag(s, "always_ram")));
+    }
+    if let Some(b) = o.get("binary") {
+        let b = obj(b, &format!("{at}.binary"))?;
+        return Ok(Quantization::binary().always_ram(flag(b, "always_ram")));
+    }
+    Err(ApiError::bad_request(format!(
+        "{at}: expected {{\"scalar\": {{...}}}} or {{\"binary\": {{...}}}} (product quantization is not supported)"
+    )))
+}
+
+fn quantization_json(q: &Option<Quantization>) -> Value {
+    match q {
+        None => Value::Null,
+        Some(Quantization::Scalar(s)) => {
+            json!({"scalar": {"type": "int8", "quantile": s.quantile, "always_ram": s.always_ram}})
+        }
+        Some(Quantization::Binary(b)) => json!({"binary": {"always_ram": b.always_ram}}),
+        Some(_) => Value::Null,
+    }
+}
+
 /// Qdrant's create-collection body to an engine configuration.
 fn collection_config(body: &Value) -> Result<CollectionConfig, ApiError> {
     let o = obj(body, "body")?;
@@ -89,22 +131,25 @@ fn collection_config(body: &Value) -> Result<CollectionConfig, ApiError> {
         ApiError::bad_request("vectors.distance: missing (Cosine, Dot, Euclid or Manhattan)")
     })?;
     let metric = convert::metric(distance)?;
-    for unsupported in ["quantization_config", "multivector_config"] {
-        if vo.get(unsupported).is_some_and(|v| !v.is_null())
-            || (unsupported == "quantization_config"
-                && o.get(unsupported).is_some_and(|v| !v.is_null()))
-        {
-            return Err(ApiError::bad_request(format!(
-                "{unsupported}: not supported yet"
-            )));
-        }
+    if vo.get("multivector_config").is_some_and(|v| !v.is_null()) {
+        return Err(ApiError::bad_request(
+            "vectors.multivector_config: not supported",
+        ));
     }
+    let quantization = match (vo.get("quantization_config"), o.get("quantization_config")) {
+        (Some(q), _) if !q.is_null() => Some(quantization(q, "vectors.quantization_config")?),
+        (_, Some(q)) if !q.is_null() => Some(quantization(q, "quantization_config")?),
+        _ => None,
+    };
     if let Some(sparse) = o.get("sparse_vectors").filter(|v| !v.is_null())
         && sparse.as_object().is_none_or(|m| !m.is_empty())
     {
         return Err(ApiError::bad_request("sparse_vectors: not supported"));
     }
     let mut config = CollectionConfig::new(dim, metric);
+    if let Some(q) = quantization {
+        config = config.quantization(q);
+    }
     let mut hnsw = HnswConfig::default();
     if let Some(h) = o.get("hnsw_config").filter(|v| !v.is_null()) {
         let h = obj(h, "hnsw_config")?;
@@ -240,7 +285,7 @@ pub(crate) async fn info(
                 "max_optimization_threads": null
             },
             "wal_config": {"wal_capacity_mb": (cfg.wal.segment_bytes >> 20).max(1), "wal_segments_ahead": 0},
-            "quantization_config": null
+            "quantization_config": quantization_json(&cfg.quantization)
         },
         "payload_schema": schema,
         "deftech": {

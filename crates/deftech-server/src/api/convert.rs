@@ -308,6 +308,38 @@ fn params(
                 .as_bool()
                 .ok_or_else(|| bad(format!("{at}.params.exact: expected a bool, got {e}")))?;
         }
+        if let Some(qv) = field(po, "quantization") {
+            let qat = format!("{at}.params.quantization");
+            let qo = obj(qv, &qat)?;
+            let mut qp = deftech_vec::QuantizationParams::default();
+            let flag = |k: &str| -> R<Option<bool>> {
+                match field(qo, k) {
+                    None => Ok(None),
+                    Some(v) => v
+                        .as_bool()
+                        .map(Some)
+                        .ok_or_else(|| bad(format!("{qat}.{k}: expected a bool, got {v}"))),
+                }
+            };
+            if flag("ignore")? == Some(true) {
+                qp = deftech_vec::QuantizationParams::ignore();
+            }
+            if let Some(r) = flag("rescore")? {
+                qp = qp.rescore(r);
+            }
+            if let Some(os) = field(qo, "oversampling") {
+                let os = os
+                    .as_f64()
+                    .filter(|f| (1.0..=100.0).contains(f))
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "{qat}.oversampling: expected a number between 1 and 100, got {os}"
+                        ))
+                    })?;
+                qp = qp.oversampling(os as f32);
+            }
+            *req = std::mem::replace(req, SearchRequest::new(Vec::new(), 1)).quantization(qp);
+        }
     }
     Ok(())
 }

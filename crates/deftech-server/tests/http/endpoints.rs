@@ -280,6 +280,44 @@ fn point_endpoints() {
 }
 
 #[test]
+fn quantization_config_and_search_params() {
+    let s = TestServer::start();
+    s.ok(
+        "PUT",
+        "/collections/q",
+        Some(json!({"vectors": {"size": 8, "distance": "Cosine"}, "quantization_config": {"scalar": {"type": "int8", "quantile": 0.98, "always_ram": true}}, "optimizers_config": {"indexing_threshold": 1}, "hnsw_config": {"full_scan_threshold": 1}})),
+    );
+    let info = s.ok("GET", "/collections/q", None);
+    assert_eq!(
+        info["config"]["quantization_config"]["scalar"]["quantile"]
+            .as_f64()
+            .unwrap() as f32,
+        0.98
+    );
+    let points: Vec<Value> = (0..300).map(|i| json!({"id": i, "vector": (0..8).map(|j| ((i * 7 + j * 3) % 11) as f32 - 5.0).collect::<Vec<_>>()})).collect();
+    s.ok(
+        "PUT",
+        "/collections/q/points?wait=true",
+        Some(json!({"points": points})),
+    );
+    let q = json!({"vector": [1, 2, 3, 4, -1, -2, -3, -4], "limit": 5});
+    let exact = s.ok(
+        "POST",
+        "/collections/q/points/search",
+        Some(json!({"vector": q["vector"], "limit": 5, "params": {"exact": true}})),
+    );
+    let ignored = s.ok("POST", "/collections/q/points/search", Some(json!({"vector": q["vector"], "limit": 5, "params": {"quantization": {"ignore": true}}})));
+    let rescored = s.ok("POST", "/collections/q/points/search", Some(json!({"vector": q["vector"], "limit": 5, "params": {"quantization": {"rescore": true, "oversampling": 3.0}}})));
+    assert_eq!(ids(&exact).len(), 5);
+    assert_eq!(ids(&ignored).len(), 5);
+    assert_eq!(ids(&rescored).len(), 5);
+    let (status, v) = s.call("POST", "/collections/q/points/search", Some(json!({"vector": q["vector"], "limit": 5, "params": {"quantization": {"oversampling": 0.5}}})));
+    assert_eq!(status, 400, "{v}");
+    let (status, v) = s.call("PUT", "/collections/p", Some(json!({"vectors": {"size": 8, "distance": "Dot"}, "quantization_config": {"product": {"compression": "x16"}}})));
+    assert_eq!(status, 400, "{v}");
+}
+
+#[test]
 fn wait_false_is_acknowledged_then_visible() {
     let s = TestServer::start();
     setup(&s);

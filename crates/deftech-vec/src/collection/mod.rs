@@ -246,10 +246,27 @@ pub struct SegmentInfo {
     pub indexed_fields: Vec<String>,
     /// Bytes of the HNSW graph file (0 when the segment is scanned instead).
     pub graph_bytes: u64,
+    /// Per component (vectors, codes, graph, ids, versions, payloads, payload indexes): bytes
+    /// mapped and bytes resident in memory right now. Mapped files live in the page cache, not
+    /// the heap: resident pages can be evicted unless locked (`always_ram`).
+    pub components: Vec<ComponentInfo>,
     /// Bytes of mapped files (sealed) — page cache, not heap.
     pub mapped_bytes: u64,
     /// Bytes of heap (mutable segments).
     pub heap_bytes: u64,
+}
+
+/// Memory of one component of a segment.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct ComponentInfo {
+    /// `vectors`, `codes`, `graph`, `ids`, `versions`, `payloads`, `payload_indexes`, or
+    /// `heap` for a mutable segment.
+    pub name: &'static str,
+    /// Bytes of the file (or heap).
+    pub mapped_bytes: u64,
+    /// Bytes of it in memory now.
+    pub resident_bytes: u64,
 }
 
 /// Optimizer activity.
@@ -668,7 +685,15 @@ impl Collection {
                 ms.count,
                 &ms.indexes,
                 ms.graph,
+                ms.codes.as_deref(),
             )?;
+            if config
+                .quantization
+                .as_ref()
+                .is_some_and(|q| q.keep_in_ram())
+            {
+                seg.keep_in_ram();
+            }
             let deletes = match &ms.tombstones {
                 Some(f) => read_tombstones(&*dir, &seg_folder.join(f), ms.count)?,
                 None => RoaringBitmap::new(),
@@ -1061,6 +1086,13 @@ impl Collection {
             .ok_or_else(|| Error::invalid_argument("offset", "limit + offset overflows"))?;
         let metric = self.inner.config.metric;
         let hnsw = &self.inner.config.hnsw;
+        let qp = req.params.quantization;
+        if !(qp.oversampling.is_finite() && (1.0..=100.0).contains(&qp.oversampling)) {
+            return Err(Error::invalid_argument(
+                "params.quantization.oversampling",
+                format!("must be between 1 and 100, got {}", qp.oversampling),
+            ));
+        }
         if req.params.hnsw_ef == Some(0) {
             return Err(Error::invalid_argument(
                 "params.hnsw_ef",
@@ -1076,6 +1108,7 @@ impl Collection {
             exact: req.params.exact,
             ef: req.params.hnsw_ef.unwrap_or(hnsw.ef_construct),
             full_scan_threshold: hnsw.full_scan_threshold,
+            quant: req.params.quantization,
         };
         let cands = read::search(&view, &query)?;
         let page: Vec<_> = cands.into_iter().skip(req.offset).collect();
@@ -1184,6 +1217,11 @@ impl Collection {
                     deleted: sv.deletes.len(),
                     indexed_fields: Vec::new(),
                     graph_bytes: 0,
+                    components: vec![ComponentInfo {
+                        name: "heap",
+                        mapped_bytes: m.heap_bytes() as u64,
+                        resident_bytes: m.heap_bytes() as u64,
+                    }],
                     mapped_bytes: 0,
                     heap_bytes: m.heap_bytes() as u64,
                 },
@@ -1194,6 +1232,15 @@ impl Collection {
                     deleted: sv.deletes.len(),
                     indexed_fields: s.indexed_fields().map(|(f, _)| f.clone()).collect(),
                     graph_bytes: s.graph_bytes() as u64,
+                    components: s
+                        .components()
+                        .into_iter()
+                        .map(|(name, mapped_bytes, resident_bytes)| ComponentInfo {
+                            name,
+                            mapped_bytes,
+                            resident_bytes,
+                        })
+                        .collect(),
                     mapped_bytes: s.mapped_bytes() as u64,
                     heap_bytes: sv.deletes.serialized_size() as u64,
                 },

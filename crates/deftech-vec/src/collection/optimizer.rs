@@ -24,6 +24,7 @@ use crate::hnsw;
 use crate::manifest::{Manifest, ManifestSegment};
 use crate::payload::JsonPath;
 use crate::payload::index::{IndexBuilder, file_name as index_file_name};
+use crate::quantization;
 use crate::scorer::F32Vectors;
 use crate::segment::writer::{SegmentBuilder, tombstone_file_name, write_tombstones};
 use crate::segment::{MutableSegment, SealedSegment, Segment, sealed};
@@ -176,7 +177,19 @@ fn build(
             count,
             schema,
             false,
+            None,
         )?;
+        if let Some(q) = &cfg.quantization
+            && count > 0
+        {
+            // Codes are learned from this segment's own vectors: merges re-learn them.
+            let name = quantization::file_name(q);
+            let tmp = folder.join(format!("{name}.tmp"));
+            quantization::write(dir, &tmp, q, seg.vectors(), cfg.dimension)?;
+            dir.rename(&tmp, &folder.join(name))
+                .at(&dir.describe(&tmp))?;
+            seg = seg.with_codes(dir, name)?;
+        }
         if count > 0 && count as usize >= cfg.hnsw.full_scan_threshold {
             let start = std::time::Instant::now();
             let tmp = folder.join(format!("{}.tmp", hnsw::FILE));
@@ -202,6 +215,10 @@ fn build(
                 .fetch_add(start.elapsed().as_millis() as u64, Ordering::Relaxed);
             tracing::debug!(segment = id, points = count, elapsed = ?start.elapsed(), "built HNSW graph");
         }
+        dir.sync_dir(&folder).at(&dir.describe(&folder))?;
+        if cfg.quantization.as_ref().is_some_and(|q| q.keep_in_ram()) {
+            seg.keep_in_ram();
+        }
         Ok((seg, maps))
     })();
     if result.is_err() {
@@ -223,6 +240,7 @@ fn manifest_segments(entries: &[SegEntry]) -> Vec<ManifestSegment> {
                 tombstones: e.tombstone_file.clone(),
                 indexes: s.indexed_fields().map(|(f, k)| (f.clone(), k)).collect(),
                 graph: s.graph().is_some(),
+                codes: s.codes_file(),
             }
         })
         .collect()
@@ -318,6 +336,7 @@ fn swap(
                     .map(|(f, k)| (f.clone(), k))
                     .collect(),
                 graph: new_seg.graph().is_some(),
+                codes: new_seg.codes_file(),
             });
         }
         Ok(Manifest {

@@ -9,7 +9,7 @@ use crate::filter::CompiledFilter;
 use crate::filter::plan::{Plan, plan};
 use crate::hnsw;
 use crate::request::{PayloadSelector, ScrollResult};
-use crate::scorer::F32Vectors;
+use crate::scorer::{F32Vectors, Scorer};
 use crate::segment::{SegView, Segment};
 use crate::types::{Metric, Payload, PointId, Record, ScoredPoint};
 
@@ -349,16 +349,15 @@ pub(crate) fn choose(
     Method::Graph
 }
 
-/// Graph search of one sealed segment into `top`.
-#[allow(clippy::too_many_arguments)]
+/// Graph search of one sealed segment into `top`: on the quantized codes when the segment has
+/// them (keeping `k × oversampling` candidates, rescored on the mapped `f32` vectors), on the
+/// `f32` vectors otherwise.
 fn graph_segment(
-    metric: Metric,
-    query: &[f32],
+    q: &Query<'_>,
     seg_index: usize,
     sv: &SegView,
     sf: Option<&SegFilter<'_>>,
     bound: Option<f32>,
-    ef: usize,
     top: &mut TopK,
 ) -> Result<()> {
     let s = sv
@@ -366,7 +365,6 @@ fn graph_segment(
         .as_sealed()
         .expect("graph search of a sealed segment");
     let graph = s.graph().expect("graph search needs a graph");
-    let scorer = F32Vectors::new(metric, s.vectors(), s.dim()).query(query);
     let failure = std::cell::RefCell::new(None);
     let accept = |i: u32| -> bool {
         if sv.deletes.contains(i) {
@@ -386,18 +384,26 @@ fn graph_segment(
             }
         }
     };
+    let ef = q.ef.max(q.k);
+    let n = s.count() as usize;
+    let exact = F32Vectors::new(q.metric, s.vectors(), s.dim()).query(q.vector);
     let mut out = Vec::new();
-    hnsw::with_context(|ctx| {
-        hnsw::search(
-            ctx,
-            s.count() as usize,
-            graph,
-            &scorer,
-            ef,
-            &accept,
-            &mut out,
-        )
-    });
+    match s.codes() {
+        Some(codes) if !q.quant.ignore => {
+            let keep = ((q.k as f32) * q.quant.oversampling.max(1.0)).ceil() as usize;
+            let scorer = codes.query(q.metric, q.vector);
+            hnsw::with_context(|ctx| {
+                hnsw::search(ctx, n, graph, &scorer, ef.max(keep), &accept, &mut out)
+            });
+            out.truncate(keep);
+            if q.quant.rescore {
+                for c in &mut out {
+                    c.0 = exact.distance(c.1);
+                }
+            }
+        }
+        _ => hnsw::with_context(|ctx| hnsw::search(ctx, n, graph, &exact, ef, &accept, &mut out)),
+    }
     if let Some(e) = failure.into_inner() {
         return Err(e);
     }
@@ -424,6 +430,7 @@ pub(crate) struct Query<'a> {
     pub exact: bool,
     pub ef: usize,
     pub full_scan_threshold: usize,
+    pub quant: crate::quantization::QuantizationParams,
 }
 
 /// Searches every segment of the view (graph or scan per segment) and merges the results.
@@ -446,16 +453,7 @@ pub(crate) fn search(view: &View, q: &Query<'_>) -> Result<Vec<Cand>> {
             q.ef.max(q.k),
         ) {
             Method::Scan => scan_segment(q.metric, q.vector, i, sv, sf.as_ref(), bound, &mut top)?,
-            Method::Graph => graph_segment(
-                q.metric,
-                q.vector,
-                i,
-                sv,
-                sf.as_ref(),
-                bound,
-                q.ef.max(q.k),
-                &mut top,
-            )?,
+            Method::Graph => graph_segment(q, i, sv, sf.as_ref(), bound, &mut top)?,
         }
     }
     Ok(top.into_sorted())

@@ -8,7 +8,8 @@
 //! or unlinked, which leaves existing maps intact. The WAL is the one file written while it may
 //! be read, and it is only mapped during recovery, before any appends. Another process writing
 //! into the folder is prevented by the ownership lock (`LOCK`), which `Database::open` takes
-//! before reading anything.
+//! before reading anything. `mincore` (resident-page reporting) only reads page-table state of
+//! a live map.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -42,6 +43,25 @@ struct MappedFile(memmap2::Mmap);
 impl AsBytes for MappedFile {
     fn as_bytes(&self) -> &[u8] {
         &self.0
+    }
+
+    fn lock(&self) -> io::Result<()> {
+        self.0.lock()
+    }
+
+    fn resident(&self) -> u64 {
+        let page = 4096usize;
+        let len = self.0.len();
+        let mut vec = vec![0u8; len.div_ceil(page)];
+        // SAFETY: the map starts page-aligned (mmap returns page-aligned addresses) and spans
+        // `len` bytes; `vec` has one byte per page of that range, as mincore(2) requires.
+        let rc =
+            unsafe { libc::mincore(self.0.as_ptr() as *mut libc::c_void, len, vec.as_mut_ptr()) };
+        if rc != 0 {
+            return 0;
+        }
+        let pages = vec.iter().filter(|b| **b & 1 == 1).count();
+        (pages * page).min(len) as u64
     }
 }
 

@@ -92,11 +92,29 @@ pub struct FileBytes {
 
 pub(crate) trait AsBytes: Send + Sync {
     fn as_bytes(&self) -> &[u8];
+    /// Locks the bytes in memory (mlock for maps).
+    fn lock(&self) -> io::Result<()> {
+        Ok(())
+    }
+    /// Bytes currently in memory (`mincore` for maps; everything for heap buffers).
+    fn resident(&self) -> u64 {
+        self.as_bytes().len() as u64
+    }
 }
 
 impl FileBytes {
     pub(crate) fn new(inner: Arc<dyn AsBytes>) -> Self {
         FileBytes { inner }
+    }
+
+    /// Locks the bytes in memory (mlock for maps): they stay resident.
+    pub fn lock_in_memory(&self) -> io::Result<()> {
+        self.inner.lock()
+    }
+
+    /// Bytes currently resident in memory (page cache pages mapped in, or heap).
+    pub fn resident_bytes(&self) -> u64 {
+        self.inner.resident()
     }
 
     /// Bytes copied into an 8-byte-aligned buffer (for tests and fuzzing).

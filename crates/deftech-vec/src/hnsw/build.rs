@@ -157,6 +157,12 @@ impl Building<'_> {
         let _g = self.locks[s as usize].lock();
         let slots = self.slots(s, level);
         let n = slots[0].load(Ordering::Relaxed) as usize;
+        if slots[1..1 + n]
+            .iter()
+            .any(|x| x.load(Ordering::Relaxed) == q)
+        {
+            return; // s selected q itself while q was being inserted.
+        }
         if n < max {
             slots[1 + n].store(q, Ordering::Relaxed);
             slots[0].store(n as u32 + 1, Ordering::Relaxed);

@@ -127,6 +127,11 @@ impl Graph {
         self.bytes.len()
     }
 
+    /// The mapped file.
+    pub(crate) fn file(&self) -> &FileBytes {
+        &self.bytes
+    }
+
     /// Neighbours of `node` at level 0 (ids not yet range-checked).
     #[inline]
     fn level0(&self, node: u32) -> &[u32] {

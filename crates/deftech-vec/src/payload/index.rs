@@ -261,6 +261,11 @@ impl SealedIndex {
         self.bytes.len()
     }
 
+    /// Bytes of the index file resident in memory.
+    pub(crate) fn resident_bytes(&self) -> u64 {
+        self.bytes.resident_bytes()
+    }
+
     fn body(&self) -> &[u8] {
         &self.bytes[HEADER_LEN..]
     }

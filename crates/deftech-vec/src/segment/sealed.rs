@@ -18,6 +18,7 @@ use crate::filter::plan::IndexSource;
 use crate::hnsw::{self, Graph};
 use crate::payload::PayloadIndexKind;
 use crate::payload::index::{SealedIndex, file_name as index_file_name};
+use crate::quantization::{self, Codes};
 use crate::types::{Lsn, Metric, Payload, PointId};
 
 pub(crate) const VECTORS: &str = "vectors.bin";
@@ -49,6 +50,7 @@ pub(crate) struct SealedSegment {
     payload_blob_len: usize,
     indexes: BTreeMap<String, SealedIndex>,
     graph: Option<Graph>,
+    codes: Option<(String, Codes)>,
     shown: PathBuf,
 }
 
@@ -87,6 +89,7 @@ impl SealedSegment {
         count: u32,
         indexes: &BTreeMap<String, PayloadIndexKind>,
         graph: bool,
+        codes: Option<&str>,
     ) -> Result<SealedSegment> {
         let n = u64::from(count);
         let (vectors, vh) = open_file(dir, &folder.join(VECTORS), MAGIC_VECTORS)?;
@@ -150,6 +153,19 @@ impl SealedSegment {
         } else {
             None
         };
+        let codes = match codes {
+            Some(name) => Some((
+                name.to_owned(),
+                Codes::open(
+                    dir,
+                    &folder.join(name),
+                    name == quantization::FILE_BITS,
+                    count,
+                    dim,
+                )?,
+            )),
+            None => None,
+        };
         Ok(SealedSegment {
             id,
             folder: folder.to_owned(),
@@ -162,6 +178,7 @@ impl SealedSegment {
             payload_blob_len: blob as usize,
             indexes: opened,
             graph,
+            codes,
             shown: dir.describe(folder),
         })
     }
@@ -191,6 +208,7 @@ impl SealedSegment {
             payload_blob_len: self.payload_blob_len,
             indexes,
             graph: self.graph.clone(),
+            codes: self.codes.clone(),
             shown: self.shown.clone(),
         })
     }
@@ -209,8 +227,94 @@ impl SealedSegment {
             payload_blob_len: self.payload_blob_len,
             indexes: self.indexes.clone(),
             graph: Some(Graph::open(dir, &self.folder.join(hnsw::FILE), self.count)?),
+            codes: self.codes.clone(),
             shown: self.shown.clone(),
         })
+    }
+
+    /// The same segment with its codes file (already written in the folder) opened.
+    pub(crate) fn with_codes(&self, dir: &dyn Directory, name: &str) -> Result<SealedSegment> {
+        let codes = Codes::open(
+            dir,
+            &self.folder.join(name),
+            name == quantization::FILE_BITS,
+            self.count,
+            self.dim,
+        )?;
+        Ok(SealedSegment {
+            id: self.id,
+            folder: self.folder.clone(),
+            dim: self.dim,
+            count: self.count,
+            vectors: self.vectors.clone(),
+            ids: self.ids.clone(),
+            versions: self.versions.clone(),
+            payloads: self.payloads.clone(),
+            payload_blob_len: self.payload_blob_len,
+            indexes: self.indexes.clone(),
+            graph: self.graph.clone(),
+            codes: Some((name.to_owned(), codes)),
+            shown: self.shown.clone(),
+        })
+    }
+
+    /// The quantized codes, if the collection has quantization.
+    pub(crate) fn codes(&self) -> Option<&Codes> {
+        self.codes.as_ref().map(|(_, c)| c)
+    }
+
+    /// The codes file name, for the manifest.
+    pub(crate) fn codes_file(&self) -> Option<String> {
+        self.codes.as_ref().map(|(n, _)| n.clone())
+    }
+
+    /// Locks codes and graph in memory (mlock); the f32 vectors stay in the page cache.
+    pub(crate) fn keep_in_ram(&self) {
+        let mut files: Vec<&FileBytes> = Vec::new();
+        if let Some((_, c)) = &self.codes {
+            files.push(c.file_bytes());
+        }
+        if let Some(g) = &self.graph {
+            files.push(g.file());
+        }
+        for f in files {
+            if let Err(e) = f.lock_in_memory() {
+                tracing::warn!(
+                    segment = self.id,
+                    "could not lock {} bytes in memory (RLIMIT_MEMLOCK?): {e}",
+                    f.len()
+                );
+            }
+        }
+    }
+
+    /// Per file: (component, mapped bytes, resident bytes).
+    pub(crate) fn components(&self) -> Vec<(&'static str, u64, u64)> {
+        let mut out = vec![
+            ("vectors", &self.vectors),
+            ("ids", &self.ids),
+            ("versions", &self.versions),
+            ("payloads", &self.payloads),
+        ];
+        if let Some(g) = &self.graph {
+            out.push(("graph", g.file()));
+        }
+        if let Some((_, c)) = &self.codes {
+            out.push(("codes", c.file_bytes()));
+        }
+        let mut res: Vec<(&'static str, u64, u64)> = out
+            .into_iter()
+            .map(|(n, f)| (n, f.len() as u64, f.resident_bytes()))
+            .collect();
+        let (m, r) = self
+            .indexes
+            .values()
+            .map(|i| (i.file_bytes() as u64, i.resident_bytes()))
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        if m > 0 {
+            res.push(("payload_indexes", m, r));
+        }
+        res
     }
 
     /// The HNSW graph, once built.
@@ -241,6 +345,13 @@ impl SealedSegment {
         }
         if self.graph.is_some() {
             files.push((hnsw::FILE.to_owned(), hnsw::MAGIC));
+        }
+        if let Some((name, c)) = &self.codes {
+            let magic = match c {
+                Codes::I8(_) => quantization::MAGIC_I8,
+                Codes::Bits(_) => quantization::MAGIC_BITS,
+            };
+            files.push((name.clone(), magic));
         }
         for (name, magic) in files {
             let path = self.folder.join(&name);
@@ -415,6 +526,7 @@ impl SealedSegment {
                 .map(SealedIndex::file_bytes)
                 .sum::<usize>()
             + self.graph_bytes()
+            + self.codes.as_ref().map_or(0, |(_, c)| c.file_bytes().len())
     }
 
     /// Bytes of the graph file (0 without a graph).

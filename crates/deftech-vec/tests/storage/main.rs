@@ -9,3 +9,4 @@ mod failures;
 mod hnsw;
 mod indexes;
 mod model;
+mod quantization;

@@ -1,0 +1,619 @@
+//! Quantization: compact codes of each sealed segment's vectors that the graph is walked on,
+//! with the best candidates rescored on the mapped `f32` vectors.
+//!
+//! - **Scalar int8**: an affine map per dimension, learned from the segment's values (the central
+//!   `quantile` of each dimension; outliers clip): `x_j ≈ α_j·c_j + β_j`, `c_j ∈ [−128, 127]`.
+//!   Per-dimension ranges keep precision where embeddings have a decaying spectrum. Distances are
+//!   asymmetric — the query stays `f32`, only stored vectors are coded: `q·x̂ = Σ (q_j·α_j)·c_j +
+//!   Σ q_j·β_j`, one `f32 × i8` kernel pass; squared L2 adds the stored `‖x̂‖²` and the query's
+//!   `‖q‖²`.
+//! - **Binary**: one bit per dimension (`x_j > μ_j`, with `μ` the segment's per-dimension mean),
+//!   compared by Hamming distance: the fraction of differing bits estimates the angle.
+//!
+//! Codes are learned again for every new segment (seal, merge, vacuum), so merges re-learn the
+//! quantiles. Byte layouts are in ARCHITECTURE.md.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{FileWriter, HEADER_LEN, open_file};
+use crate::directory::{Directory, FileBytes};
+use crate::distance::{self, Kernels};
+use crate::error::{Error, Result};
+use crate::scorer::Scorer;
+use crate::types::Metric;
+
+pub(crate) const FILE_I8: &str = "codes-i8.bin";
+pub(crate) const FILE_BITS: &str = "codes-b1.bin";
+pub(crate) const MAGIC_I8: &[u8; 8] = b"DTCODI8\0";
+pub(crate) const MAGIC_BITS: &[u8; 8] = b"DTCODB1\0";
+
+/// A collection's quantization (Qdrant's `quantization_config`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Quantization {
+    /// int8 codes, one byte per dimension.
+    Scalar(ScalarQuantization),
+    /// One bit per dimension.
+    Binary(BinaryQuantization),
+}
+
+/// Scalar (int8) quantization settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ScalarQuantization {
+    /// Fraction of values the code range covers (the rest clip), e.g. 0.99.
+    pub quantile: f32,
+    /// Keep codes and graph locked in memory (mlock; falls back to the page cache with a
+    /// warning when the limit is too low).
+    #[serde(default)]
+    pub always_ram: bool,
+}
+
+/// Binary quantization settings.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct BinaryQuantization {
+    /// Keep codes and graph locked in memory.
+    #[serde(default)]
+    pub always_ram: bool,
+}
+
+impl Quantization {
+    /// int8 codes covering the central `quantile` of the values.
+    pub fn int8(quantile: f32) -> Self {
+        Quantization::Scalar(ScalarQuantization {
+            quantile,
+            always_ram: false,
+        })
+    }
+
+    /// Binary codes.
+    pub fn binary() -> Self {
+        Quantization::Binary(BinaryQuantization::default())
+    }
+
+    /// Locks codes and graph in memory.
+    #[must_use]
+    pub fn always_ram(mut self, on: bool) -> Self {
+        match &mut self {
+            Quantization::Scalar(s) => s.always_ram = on,
+            Quantization::Binary(b) => b.always_ram = on,
+        }
+        self
+    }
+
+    pub(crate) fn keep_in_ram(&self) -> bool {
+        match self {
+            Quantization::Scalar(s) => s.always_ram,
+            Quantization::Binary(b) => b.always_ram,
+        }
+    }
+
+    /// Checks the settings; the error names the field.
+    pub(crate) fn validate(&self) -> Result<()> {
+        if let Quantization::Scalar(s) = self
+            && !(s.quantile > 0.5 && s.quantile <= 1.0)
+        {
+            return Err(Error::invalid_argument(
+                "quantization.quantile",
+                format!("must be in (0.5, 1], got {}", s.quantile),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Per-query use of quantization (Qdrant's `params.quantization`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct QuantizationParams {
+    /// Search the `f32` vectors instead.
+    pub ignore: bool,
+    /// Rescore the candidates on the `f32` vectors (exact scores).
+    pub rescore: bool,
+    /// Candidates kept per result before rescoring.
+    pub oversampling: f32,
+}
+
+impl Default for QuantizationParams {
+    fn default() -> Self {
+        QuantizationParams {
+            ignore: false,
+            rescore: true,
+            oversampling: 2.0,
+        }
+    }
+}
+
+impl QuantizationParams {
+    /// Searches on `f32` vectors.
+    pub fn ignore() -> Self {
+        QuantizationParams {
+            ignore: true,
+            ..Self::default()
+        }
+    }
+
+    /// Sets the oversampling factor.
+    #[must_use]
+    pub fn oversampling(mut self, factor: f32) -> Self {
+        self.oversampling = factor;
+        self
+    }
+
+    /// Enables or disables rescoring.
+    #[must_use]
+    pub fn rescore(mut self, on: bool) -> Self {
+        self.rescore = on;
+        self
+    }
+}
+
+/// The codes of one segment.
+#[derive(Clone)]
+pub(crate) enum Codes {
+    I8(I8Codes),
+    Bits(BitCodes),
+}
+
+impl std::fmt::Debug for Codes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Codes::I8(c) => write!(f, "I8Codes({} points)", c.count),
+            Codes::Bits(c) => write!(f, "BitCodes({} points)", c.count),
+        }
+    }
+}
+
+/// int8 codes: `count × dim` bytes, then `count` f32 `‖x̂‖²`, then per dimension `α`, `β`.
+#[derive(Clone)]
+pub(crate) struct I8Codes {
+    bytes: FileBytes,
+    count: usize,
+    dim: usize,
+    norms_at: usize,
+    map_at: usize,
+}
+
+/// Binary codes: `count × words` u64, then the per-dimension means.
+#[derive(Clone)]
+pub(crate) struct BitCodes {
+    bytes: FileBytes,
+    count: usize,
+    words: usize,
+    dim: usize,
+    means_at: usize,
+}
+
+/// Up to `max` vectors spread evenly over the segment.
+fn sample_rows(vectors: &[f32], dim: usize, max: usize) -> impl Iterator<Item = &[f32]> {
+    let n = vectors.len() / dim;
+    let step = (n / max.max(1)).max(1);
+    vectors.chunks_exact(dim).step_by(step).take(max)
+}
+
+/// Learns the per-dimension affine maps of int8 codes: `(α_j, β_j)` with `x_j ≈ α_j·c + β_j`.
+pub(crate) fn learn_i8(vectors: &[f32], dim: usize, quantile: f32) -> (Vec<f32>, Vec<f32>) {
+    let rows: Vec<&[f32]> = sample_rows(vectors, dim, 20_000).collect();
+    let mut alphas = Vec::with_capacity(dim);
+    let mut betas = Vec::with_capacity(dim);
+    let mut col = Vec::with_capacity(rows.len());
+    for j in 0..dim {
+        col.clear();
+        col.extend(rows.iter().map(|r| r[j]));
+        let (lo, hi) = if col.is_empty() {
+            (-1.0, 1.0)
+        } else {
+            let last = col.len() - 1;
+            let lo_i = ((last as f64) * f64::from(1.0 - quantile) / 2.0).round() as usize;
+            let hi_i = ((last as f64) * f64::from(1.0 + quantile) / 2.0).round() as usize;
+            let lo = *col.select_nth_unstable_by(lo_i, f32::total_cmp).1;
+            let hi = *col.select_nth_unstable_by(hi_i, f32::total_cmp).1;
+            (lo, hi)
+        };
+        let alpha = ((hi - lo) / 255.0).max(1e-12);
+        alphas.push(alpha);
+        betas.push(lo + 128.0 * alpha);
+    }
+    (alphas, betas)
+}
+
+/// Per-dimension means (the binary codes' thresholds).
+fn learn_means(vectors: &[f32], dim: usize) -> Vec<f32> {
+    let mut sum = vec![0f64; dim];
+    let mut n = 0usize;
+    for r in sample_rows(vectors, dim, 50_000) {
+        for (s, &x) in sum.iter_mut().zip(r) {
+            *s += f64::from(x);
+        }
+        n += 1;
+    }
+    sum.into_iter()
+        .map(|s| if n == 0 { 0.0 } else { (s / n as f64) as f32 })
+        .collect()
+}
+
+#[inline]
+fn encode_i8(x: f32, alpha: f32, beta: f32) -> i8 {
+    ((x - beta) / alpha).round().clamp(-128.0, 127.0) as i8
+}
+
+fn bits(v: &[f32], means: &[f32], out: &mut [u64]) {
+    out.fill(0);
+    for (j, (&x, &m)) in v.iter().zip(means).enumerate() {
+        if x > m {
+            out[j / 64] |= 1 << (j % 64);
+        }
+    }
+}
+
+/// Writes the codes of `vectors` for `q` into `path` (synced).
+pub(crate) fn write(
+    dir: &dyn Directory,
+    path: &Path,
+    q: &Quantization,
+    vectors: &[f32],
+    dim: usize,
+) -> Result<()> {
+    let count = vectors.len() / dim;
+    match q {
+        Quantization::Scalar(s) => {
+            let (alphas, betas) = learn_i8(vectors, dim, s.quantile);
+            let mut w = FileWriter::create(dir, path, MAGIC_I8)?;
+            let mut norms = Vec::with_capacity(count);
+            let mut buf = Vec::with_capacity(dim);
+            for v in vectors.chunks_exact(dim) {
+                buf.clear();
+                let mut norm = 0f32;
+                for j in 0..dim {
+                    let c = encode_i8(v[j], alphas[j], betas[j]);
+                    let x = alphas[j] * f32::from(c) + betas[j];
+                    norm += x * x;
+                    buf.push(c as u8);
+                }
+                norms.push(norm);
+                w.write(&buf)?;
+            }
+            w.pad_to(4)?;
+            w.write(bytemuck::cast_slice(&norms))?;
+            w.write(bytemuck::cast_slice(&alphas))?;
+            w.write(bytemuck::cast_slice(&betas))?;
+            w.finish([count as u64, dim as u64, 0])?;
+        }
+        Quantization::Binary(_) => {
+            let words = dim.div_ceil(64);
+            let means = learn_means(vectors, dim);
+            let mut w = FileWriter::create(dir, path, MAGIC_BITS)?;
+            let mut buf = vec![0u64; words];
+            for v in vectors.chunks_exact(dim) {
+                bits(v, &means, &mut buf);
+                w.write(bytemuck::cast_slice(&buf))?;
+            }
+            w.write(bytemuck::cast_slice(&means))?;
+            w.finish([count as u64, dim as u64, words as u64])?;
+        }
+    }
+    Ok(())
+}
+
+/// The file name of the codes of `q`.
+pub(crate) fn file_name(q: &Quantization) -> &'static str {
+    match q {
+        Quantization::Scalar(_) => FILE_I8,
+        Quantization::Binary(_) => FILE_BITS,
+    }
+}
+
+impl Codes {
+    /// Opens a codes file of a segment of `count` points of dimension `dim`.
+    pub(crate) fn open(
+        dir: &dyn Directory,
+        path: &Path,
+        binary: bool,
+        count: u32,
+        dim: usize,
+    ) -> Result<Codes> {
+        let magic = if binary { MAGIC_BITS } else { MAGIC_I8 };
+        let (bytes, h) = open_file(dir, path, magic)?;
+        let shown = dir.describe(path);
+        let n = count as usize;
+        if h.params[0] != u64::from(count) || h.params[1] != dim as u64 {
+            return Err(Error::corrupted(
+                &shown,
+                32,
+                format!(
+                    "codes of {} x {} for a segment of {count} x {dim}",
+                    h.params[0], h.params[1]
+                ),
+            ));
+        }
+        if binary {
+            let words = dim.div_ceil(64);
+            let means_at = n * words * 8;
+            if h.params[2] != words as u64 || h.body_len != (means_at + dim * 4) as u64 {
+                return Err(Error::corrupted(
+                    &shown,
+                    16,
+                    "binary codes have the wrong size",
+                ));
+            }
+            Ok(Codes::Bits(BitCodes {
+                bytes,
+                count: n,
+                words,
+                dim,
+                means_at,
+            }))
+        } else {
+            let norms_at = (n * dim).div_ceil(4) * 4;
+            let map_at = norms_at + n * 4;
+            if h.body_len != (map_at + dim * 8) as u64 {
+                return Err(Error::corrupted(
+                    &shown,
+                    16,
+                    "int8 codes have the wrong size",
+                ));
+            }
+            let c = I8Codes {
+                bytes,
+                count: n,
+                dim,
+                norms_at,
+                map_at,
+            };
+            if c.alphas().iter().chain(c.betas()).any(|x| !x.is_finite())
+                || c.alphas().iter().any(|a| *a <= 0.0)
+            {
+                return Err(Error::corrupted(
+                    &shown,
+                    (HEADER_LEN + map_at) as u64,
+                    "bad per-dimension code map",
+                ));
+            }
+            Ok(Codes::I8(c))
+        }
+    }
+
+    pub(crate) fn file_bytes(&self) -> &FileBytes {
+        match self {
+            Codes::I8(c) => &c.bytes,
+            Codes::Bits(c) => &c.bytes,
+        }
+    }
+
+    /// A scorer of `query` (normalized for Cosine) against these codes.
+    pub(crate) fn query<'a>(&'a self, metric: Metric, query: &[f32]) -> CodeQuery<'a> {
+        let k = distance::kernels();
+        match self {
+            Codes::I8(c) => {
+                let (alphas, betas) = (c.alphas(), c.betas());
+                CodeQuery::I8 {
+                    codes: c,
+                    scaled: query.iter().zip(alphas).map(|(q, a)| q * a).collect(),
+                    offset: query.iter().zip(betas).map(|(q, b)| q * b).sum(),
+                    norm: query.iter().map(|q| q * q).sum(),
+                    query: query.to_vec(),
+                    metric,
+                    k,
+                }
+            }
+            Codes::Bits(c) => {
+                let mut q = vec![0u64; c.words];
+                bits(query, c.means(), &mut q);
+                CodeQuery::Bits {
+                    codes: c,
+                    q,
+                    dim: query.len() as f32,
+                    metric,
+                    k,
+                }
+            }
+        }
+    }
+}
+
+impl I8Codes {
+    #[inline]
+    fn code(&self, i: u32) -> &[i8] {
+        let start = HEADER_LEN + i as usize * self.dim;
+        bytemuck::cast_slice(&self.bytes[start..start + self.dim])
+    }
+
+    #[inline]
+    fn norm(&self, i: u32) -> f32 {
+        let at = HEADER_LEN + self.norms_at + i as usize * 4;
+        f32::from_le_bytes(self.bytes[at..at + 4].try_into().expect("4 bytes"))
+    }
+
+    fn alphas(&self) -> &[f32] {
+        let at = HEADER_LEN + self.map_at;
+        bytemuck::cast_slice(&self.bytes[at..at + self.dim * 4])
+    }
+
+    fn betas(&self) -> &[f32] {
+        let at = HEADER_LEN + self.map_at + self.dim * 4;
+        bytemuck::cast_slice(&self.bytes[at..at + self.dim * 4])
+    }
+}
+
+impl BitCodes {
+    #[inline]
+    fn code(&self, i: u32) -> &[u64] {
+        let start = HEADER_LEN + i as usize * self.words * 8;
+        bytemuck::cast_slice(&self.bytes[start..start + self.words * 8])
+    }
+
+    fn means(&self) -> &[f32] {
+        let at = HEADER_LEN + self.means_at;
+        bytemuck::cast_slice(&self.bytes[at..at + self.dim * 4])
+    }
+}
+
+/// A query against codes: distances comparable with the `f32` ones (lower is closer).
+pub(crate) enum CodeQuery<'a> {
+    I8 {
+        codes: &'a I8Codes,
+        /// `q_j · α_j`.
+        scaled: Vec<f32>,
+        /// `Σ q_j · β_j`.
+        offset: f32,
+        /// `‖q‖²`.
+        norm: f32,
+        query: Vec<f32>,
+        metric: Metric,
+        k: &'static Kernels,
+    },
+    Bits {
+        codes: &'a BitCodes,
+        q: Vec<u64>,
+        dim: f32,
+        metric: Metric,
+        k: &'static Kernels,
+    },
+}
+
+impl Scorer for CodeQuery<'_> {
+    #[inline]
+    fn distance(&self, i: u32) -> f32 {
+        match self {
+            CodeQuery::I8 {
+                codes,
+                scaled,
+                offset,
+                norm,
+                query,
+                metric,
+                k,
+            } => {
+                let x = codes.code(i);
+                match metric {
+                    Metric::Cosine | Metric::Dot => -((k.dot_f32_i8)(scaled, x) + offset),
+                    Metric::Euclid => {
+                        (norm - 2.0 * ((k.dot_f32_i8)(scaled, x) + offset) + codes.norm(i)).max(0.0)
+                    }
+                    Metric::Manhattan => {
+                        let (a, b) = (codes.alphas(), codes.betas());
+                        query
+                            .iter()
+                            .zip(x)
+                            .enumerate()
+                            .map(|(j, (q, &c))| (q - (a[j] * f32::from(c) + b[j])).abs())
+                            .sum()
+                    }
+                }
+            }
+            CodeQuery::Bits {
+                codes,
+                q,
+                dim,
+                metric,
+                k,
+            } => {
+                let h = (k.hamming)(q, codes.code(i)) as f32;
+                match metric {
+                    // The angle estimate: cos θ ≈ cos(π·h/d); as a distance, its negative.
+                    Metric::Cosine | Metric::Dot => -(std::f32::consts::PI * h / dim).cos(),
+                    Metric::Euclid | Metric::Manhattan => h,
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn prefetch(&self, i: u32) {
+        let (bytes, start, len) = match self {
+            CodeQuery::I8 { codes, .. } => {
+                (&codes.bytes, HEADER_LEN + i as usize * codes.dim, codes.dim)
+            }
+            CodeQuery::Bits { codes, .. } => (
+                &codes.bytes,
+                HEADER_LEN + i as usize * codes.words * 8,
+                codes.words * 8,
+            ),
+        };
+        if let Some(s) = bytes.get(start..start + len) {
+            distance::prefetch_bytes(s);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::MemoryDirectory;
+    use crate::scorer::F32Vectors;
+
+    fn data(n: usize, dim: usize) -> Vec<f32> {
+        let mut s = 0x1234_5678u64;
+        (0..n * dim)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
+    fn codes(q: &Quantization, v: &[f32], dim: usize) -> Codes {
+        let dir = MemoryDirectory::new();
+        write(&dir, Path::new("c"), q, v, dim).unwrap();
+        Codes::open(
+            &dir,
+            Path::new("c"),
+            matches!(q, Quantization::Binary(_)),
+            (v.len() / dim) as u32,
+            dim,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn int8_distances_track_f32_distances() {
+        let dim = 64;
+        let v = data(200, dim);
+        for metric in [Metric::Dot, Metric::Euclid, Metric::Manhattan] {
+            let c = codes(&Quantization::int8(0.99), &v, dim);
+            let q = &v[..dim];
+            let exact = F32Vectors::new(metric, &v, dim).query(q);
+            let approx = c.query(metric, q);
+            for i in 0..200u32 {
+                let (e, a) = (exact.distance(i), approx.distance(i));
+                let scale = if metric == Metric::Manhattan {
+                    dim as f32 * 0.01
+                } else {
+                    0.05 * e.abs().max(1.0)
+                };
+                assert!(
+                    (e - a).abs() <= scale,
+                    "{metric:?} point {i}: exact {e}, int8 {a}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn binary_hamming_orders_by_angle() {
+        let dim = 256;
+        let v = data(100, dim);
+        let c = codes(&Quantization::binary(), &v, dim);
+        let q = &v[..dim];
+        let s = c.query(Metric::Cosine, q);
+        assert_eq!(s.distance(0), -1.0, "identical bit pattern");
+        let others: f32 = (1..100).map(|i| s.distance(i)).sum::<f32>() / 99.0;
+        assert!(others > -0.5, "unrelated points are far: {others}");
+    }
+
+    #[test]
+    fn damaged_codes_are_rejected() {
+        let dir = MemoryDirectory::new();
+        let v = data(10, 8);
+        write(&dir, Path::new("c"), &Quantization::int8(0.99), &v, 8).unwrap();
+        assert!(Codes::open(&dir, Path::new("c"), false, 11, 8).is_err());
+        assert!(Codes::open(&dir, Path::new("c"), true, 10, 8).is_err());
+        assert!(Codes::open(&dir, Path::new("c"), false, 10, 8).is_ok());
+    }
+}
