@@ -66,6 +66,10 @@ struct CommitState {
     handle: Option<Arc<dyn SyncHandle>>,
     pending: VecDeque<(Lsn, Arc<View>, WalPos)>,
     epoch: u64,
+    /// For recent epochs ended by a rollback: the durable LSN at that moment. A write of an
+    /// ended epoch at or below it was durable (and published) before the rollback, which only
+    /// cut what came after.
+    ended: VecDeque<(u64, Lsn)>,
     error: Option<String>,
 }
 
@@ -376,6 +380,11 @@ impl Inner {
         w.state.rollback_to(&published);
         c.pending.clear();
         c.written = c.durable;
+        let (ended, floor) = (c.epoch, c.durable);
+        c.ended.push_back((ended, floor));
+        if c.ended.len() > 1024 {
+            c.ended.pop_front();
+        }
         c.epoch += 1;
         c.error = Some(reason.to_owned());
         self.commit_cv.notify_all();
@@ -386,6 +395,9 @@ impl Inner {
         let mut c = self.commit.lock();
         loop {
             if c.epoch != epoch {
+                if c.ended.iter().any(|&(e, floor)| e == epoch && lsn <= floor) {
+                    return Ok(());
+                }
                 return Err(Error::io(
                     self.dir.describe(&self.folder.join(WAL_DIR)),
                     std::io::Error::other(format!(
@@ -752,6 +764,7 @@ impl Collection {
                 handle: Some(wal.sync_handle()),
                 pending: VecDeque::new(),
                 epoch: 0,
+                ended: VecDeque::new(),
                 error: None,
             }),
             writer: Mutex::new(Writer {

@@ -118,11 +118,14 @@ fn failed_fsync_rolls_back_every_write_not_yet_durable() {
             })
         })
         .collect();
-    // Make syncs fail for a while in the middle of the writes.
-    std::thread::sleep(std::time::Duration::from_millis(20));
-    dir.set_fail_syncs(true);
-    std::thread::sleep(std::time::Duration::from_millis(30));
-    dir.set_fail_syncs(false);
+    // Make syncs fail several times while the writes go on (each window rolls back whatever
+    // was not durable; writes acknowledged before a window must stay).
+    for _ in 0..8 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        dir.set_fail_syncs(true);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        dir.set_fail_syncs(false);
+    }
     std::thread::sleep(std::time::Duration::from_millis(20));
     stop.store(true, Ordering::SeqCst);
     let (attempts, errors) = writers
@@ -132,7 +135,13 @@ fn failed_fsync_rolls_back_every_write_not_yet_durable() {
     assert!(errors > 0, "no write failed: the fault was never hit");
     let acked = acked.lock().clone();
     // What readers see now is exactly what was acknowledged...
-    assert_eq!(ids_of(&c), acked);
+    let visible = ids_of(&c);
+    assert!(
+        visible == acked,
+        "visible but not acknowledged: {:?}; acknowledged but not visible: {:?}",
+        visible.difference(&acked).take(10).collect::<Vec<_>>(),
+        acked.difference(&visible).take(10).collect::<Vec<_>>()
+    );
     assert_eq!(c.count(None).unwrap(), acked.len() as u64);
     assert_eq!(acked.len() + errors, attempts);
     assert!(
