@@ -8,3 +8,4 @@ mod endpoints;
 mod errors;
 mod qdrant_client;
 mod shutdown;
+mod tls;
