@@ -158,6 +158,9 @@ fn main() {
     {
         let db = Database::open(&path).expect("open");
         let c = db.collection("sealed").expect("collection");
+        // Fault the files into the page cache first: an exact search reads every vector.
+        c.search(&SearchRequest::new(queries[0].clone(), 10).exact(true))
+            .expect("warm-up");
         for &w in &workers {
             let (c, queries) = (c.clone(), queries.clone());
             let one = Arc::new(move |worker: usize, i: usize| {

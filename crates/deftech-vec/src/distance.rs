@@ -63,8 +63,8 @@ pub(crate) type Kernel = fn(&[f32], &[f32]) -> f32;
 /// A binary code kernel: the Hamming distance of two bit vectors.
 pub(crate) type KernelBits = fn(&[u64], &[u64]) -> u32;
 
-/// An asymmetric kernel: an `f32` query against `i8` codes (dot product).
-pub(crate) type KernelF32I8 = fn(&[f32], &[i8]) -> f32;
+/// A code kernel: unsigned 8-bit codes against a 7-bit signed query (`|d| <= 63`), exact `i32`.
+pub(crate) type KernelU8I8 = fn(&[u8], &[i8]) -> i32;
 
 /// The kernels this CPU runs.
 #[derive(Clone, Copy)]
@@ -72,7 +72,7 @@ pub(crate) struct Kernels {
     pub dot: Kernel,
     pub l2sq: Kernel,
     pub hamming: KernelBits,
-    pub dot_f32_i8: KernelF32I8,
+    pub dot_u8_i8: KernelU8I8,
     pub name: &'static str,
 }
 
@@ -93,7 +93,7 @@ pub(crate) fn kernels() -> &'static Kernels {
                 } else {
                     scalar_hamming
                 },
-                dot_f32_i8: avx2::dot_f32_i8,
+                dot_u8_i8: avx2::dot_u8_i8,
                 name: "avx2+fma",
             };
         }
@@ -101,7 +101,7 @@ pub(crate) fn kernels() -> &'static Kernels {
             dot: simsimd_dot,
             l2sq: simsimd_l2sq,
             hamming: scalar_hamming,
-            dot_f32_i8: scalar_dot_f32_i8,
+            dot_u8_i8: scalar_dot_u8_i8,
             name: "simsimd",
         }
     })
@@ -218,47 +218,61 @@ mod avx2 {
         sum
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn dot_f32_i8_impl(q: &[f32], c: &[i8]) -> f32 {
-        let n = q.len().min(c.len());
-        let (pq, pc) = (q.as_ptr(), c.as_ptr());
-        let (mut s0, mut s1, mut s2, mut s3) = (
-            _mm256_setzero_ps(),
-            _mm256_setzero_ps(),
-            _mm256_setzero_ps(),
-            _mm256_setzero_ps(),
-        );
+    #[target_feature(enable = "avx2")]
+    unsafe fn hsum_i32(v: __m256i) -> i32 {
+        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+        _mm_cvtsi128_si32(s)
+    }
+
+    /// `Σ u_j·d_j`: `vpmaddubsw` multiplies unsigned by signed bytes and adds pairs into `i16`
+    /// (no saturation: |d| <= 63 keeps each pair within 2·255·63 < 2^15), `vpmaddwd` widens.
+    #[target_feature(enable = "avx2")]
+    unsafe fn dot_u8_i8_impl(u: &[u8], d: &[i8]) -> i32 {
+        let n = u.len().min(d.len());
+        let (pu, pd) = (u.as_ptr(), d.as_ptr());
+        let ones = _mm256_set1_epi16(1);
+        let (mut a0, mut a1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
         let mut i = 0;
-        // SAFETY: the loads read 32 codes (two 16-byte loads) and 32 floats at `i` with
-        // `i + 32 <= n`, within both slices; the caller runs on a CPU with AVX2 and FMA.
+        // SAFETY: each load reads 32 bytes at `i` (or `i + 32`) within `n`, inside both slices;
+        // the caller runs on a CPU with AVX2.
         unsafe {
+            while i + 64 <= n {
+                let p0 = _mm256_maddubs_epi16(
+                    _mm256_loadu_si256(pu.add(i).cast()),
+                    _mm256_loadu_si256(pd.add(i).cast()),
+                );
+                let p1 = _mm256_maddubs_epi16(
+                    _mm256_loadu_si256(pu.add(i + 32).cast()),
+                    _mm256_loadu_si256(pd.add(i + 32).cast()),
+                );
+                a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(p0, ones));
+                a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(p1, ones));
+                i += 64;
+            }
             while i + 32 <= n {
-                let c0 = _mm_loadu_si128(pc.add(i).cast());
-                let c1 = _mm_loadu_si128(pc.add(i + 16).cast());
-                let f0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(c0));
-                let f1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(c0, 8)));
-                let f2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(c1));
-                let f3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(c1, 8)));
-                s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pq.add(i)), f0, s0);
-                s1 = _mm256_fmadd_ps(_mm256_loadu_ps(pq.add(i + 8)), f1, s1);
-                s2 = _mm256_fmadd_ps(_mm256_loadu_ps(pq.add(i + 16)), f2, s2);
-                s3 = _mm256_fmadd_ps(_mm256_loadu_ps(pq.add(i + 24)), f3, s3);
+                let p = _mm256_maddubs_epi16(
+                    _mm256_loadu_si256(pu.add(i).cast()),
+                    _mm256_loadu_si256(pd.add(i).cast()),
+                );
+                a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(p, ones));
                 i += 32;
             }
         }
         // SAFETY: AVX2 is present (the caller's contract); only register shuffles.
-        let mut sum = unsafe { hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3))) };
+        let mut sum = unsafe { hsum_i32(_mm256_add_epi32(a0, a1)) };
         while i < n {
-            sum += q[i] * f32::from(c[i]);
+            sum += i32::from(u[i]) * i32::from(d[i]);
             i += 1;
         }
         sum
     }
 
-    /// Only reachable through `kernels()`, which checked AVX2 and FMA.
-    pub(super) fn dot_f32_i8(q: &[f32], c: &[i8]) -> f32 {
+    /// Only reachable through `kernels()`, which checked AVX2.
+    pub(super) fn dot_u8_i8(u: &[u8], d: &[i8]) -> i32 {
         // SAFETY: see the module contract: installed only after feature detection.
-        unsafe { dot_f32_i8_impl(q, c) }
+        unsafe { dot_u8_i8_impl(u, d) }
     }
 
     #[target_feature(enable = "popcnt")]
@@ -285,8 +299,11 @@ mod avx2 {
     }
 }
 
-pub(crate) fn scalar_dot_f32_i8(q: &[f32], c: &[i8]) -> f32 {
-    q.iter().zip(c).map(|(&x, &y)| x * f32::from(y)).sum()
+pub(crate) fn scalar_dot_u8_i8(u: &[u8], d: &[i8]) -> i32 {
+    u.iter()
+        .zip(d)
+        .map(|(&x, &y)| i32::from(x) * i32::from(y))
+        .sum()
 }
 
 pub(crate) fn scalar_hamming(a: &[u64], b: &[u64]) -> u32 {
@@ -410,14 +427,23 @@ mod tests {
     #[test]
     fn code_kernels_match_scalar() {
         let k = kernels();
-        for dim in [1usize, 7, 31, 32, 33, 100, 1024] {
-            let q: Vec<f32> = (0..dim).map(|i| (i as f32 * 0.37).sin()).collect();
-            let c: Vec<i8> = (0..dim).map(|i| ((i * 53 + 7) % 256) as u8 as i8).collect();
-            let (got, want) = ((k.dot_f32_i8)(&q, &c), scalar_dot_f32_i8(&q, &c));
-            assert!(
-                (got - want).abs() <= 1e-3 * want.abs().max(1.0),
-                "dot_f32_i8 dim {dim}: {got} vs {want}"
+        for dim in [1usize, 7, 31, 32, 33, 63, 64, 65, 100, 1024] {
+            let u: Vec<u8> = (0..dim).map(|i| ((i * 53 + 7) % 256) as u8).collect();
+            let d: Vec<i8> = (0..dim).map(|i| ((i * 29 + 5) % 127) as i8 - 63).collect();
+            assert_eq!(
+                (k.dot_u8_i8)(&u, &d),
+                scalar_dot_u8_i8(&u, &d),
+                "dot_u8_i8 dim {dim}"
             );
+            let top = vec![255u8; dim];
+            for extreme in [63i8, -63] {
+                let e = vec![extreme; dim];
+                assert_eq!(
+                    (k.dot_u8_i8)(&top, &e),
+                    scalar_dot_u8_i8(&top, &e),
+                    "no saturation, dim {dim}"
+                );
+            }
         }
         let a = [0xF0F0_F0F0_F0F0_F0F0u64, 1, u64::MAX];
         let b = [0x0F0F_0F0F_0F0F_0F0Fu64, 0, u64::MAX];

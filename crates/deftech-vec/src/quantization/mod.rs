@@ -2,11 +2,12 @@
 //! with the best candidates rescored on the mapped `f32` vectors.
 //!
 //! - **Scalar int8**: an affine map per dimension, learned from the segment's values (the central
-//!   `quantile` of each dimension; outliers clip): `x_j ≈ α_j·c_j + β_j`, `c_j ∈ [−128, 127]`.
-//!   Per-dimension ranges keep precision where embeddings have a decaying spectrum. Distances are
-//!   asymmetric — the query stays `f32`, only stored vectors are coded: `q·x̂ = Σ (q_j·α_j)·c_j +
-//!   Σ q_j·β_j`, one `f32 × i8` kernel pass; squared L2 adds the stored `‖x̂‖²` and the query's
-//!   `‖q‖²`.
+//!   `quantile` of each dimension; outliers clip): `x_j ≈ α_j·u_j + γ_j`, one byte
+//!   `u_j ∈ [0, 255]`. Per-dimension ranges keep precision where embeddings have a decaying
+//!   spectrum. For a query, `w_j = q_j·α_j` is rounded to 7-bit integers `d_j = w_j / s`, so
+//!   `q·x̂ ≈ s·Σ d_j·u_j + Σ q_j·γ_j` is one `vpmaddubsw` pass over 1 byte per dimension;
+//!   squared L2 adds the stored `‖x̂‖²` and the query's `‖q‖²`. Rescoring on `f32` removes the
+//!   approximation from the final scores.
 //! - **Binary**: one bit per dimension (`x_j > μ_j`, with `μ` the segment's per-dimension mean),
 //!   compared by Hamming distance: the fraction of differing bits estimates the angle.
 //!
@@ -168,7 +169,7 @@ impl std::fmt::Debug for Codes {
     }
 }
 
-/// int8 codes: `count × dim` bytes, then `count` f32 `‖x̂‖²`, then per dimension `α`, `β`.
+/// int8 codes: `count × dim` bytes `u`, then `count` f32 `‖x̂‖²`, then per dimension `α`, `γ`.
 #[derive(Clone)]
 pub(crate) struct I8Codes {
     bytes: FileBytes,
@@ -195,7 +196,7 @@ fn sample_rows(vectors: &[f32], dim: usize, max: usize) -> impl Iterator<Item = 
     vectors.chunks_exact(dim).step_by(step).take(max)
 }
 
-/// Learns the per-dimension affine maps of int8 codes: `(α_j, β_j)` with `x_j ≈ α_j·c + β_j`.
+/// Learns the per-dimension affine maps of the codes: `(α_j, γ_j)` with `x_j ≈ α_j·u + γ_j`.
 pub(crate) fn learn_i8(vectors: &[f32], dim: usize, quantile: f32) -> (Vec<f32>, Vec<f32>) {
     let rows: Vec<&[f32]> = sample_rows(vectors, dim, 20_000).collect();
     let mut alphas = Vec::with_capacity(dim);
@@ -214,9 +215,8 @@ pub(crate) fn learn_i8(vectors: &[f32], dim: usize, quantile: f32) -> (Vec<f32>,
             let hi = *col.select_nth_unstable_by(hi_i, f32::total_cmp).1;
             (lo, hi)
         };
-        let alpha = ((hi - lo) / 255.0).max(1e-12);
-        alphas.push(alpha);
-        betas.push(lo + 128.0 * alpha);
+        alphas.push(((hi - lo) / 255.0).max(1e-12));
+        betas.push(lo);
     }
     (alphas, betas)
 }
@@ -237,8 +237,8 @@ fn learn_means(vectors: &[f32], dim: usize) -> Vec<f32> {
 }
 
 #[inline]
-fn encode_i8(x: f32, alpha: f32, beta: f32) -> i8 {
-    ((x - beta) / alpha).round().clamp(-128.0, 127.0) as i8
+fn encode_u8(x: f32, alpha: f32, gamma: f32) -> u8 {
+    ((x - gamma) / alpha).round().clamp(0.0, 255.0) as u8
 }
 
 fn bits(v: &[f32], means: &[f32], out: &mut [u64]) {
@@ -269,10 +269,10 @@ pub(crate) fn write(
                 buf.clear();
                 let mut norm = 0f32;
                 for j in 0..dim {
-                    let c = encode_i8(v[j], alphas[j], betas[j]);
-                    let x = alphas[j] * f32::from(c) + betas[j];
+                    let u = encode_u8(v[j], alphas[j], betas[j]);
+                    let x = alphas[j] * f32::from(u) + betas[j];
                     norm += x * x;
-                    buf.push(c as u8);
+                    buf.push(u);
                 }
                 norms.push(norm);
                 w.write(&buf)?;
@@ -389,11 +389,17 @@ impl Codes {
         let k = distance::kernels();
         match self {
             Codes::I8(c) => {
-                let (alphas, betas) = (c.alphas(), c.betas());
+                let (alphas, gammas) = (c.alphas(), c.betas());
+                let w: Vec<f32> = query.iter().zip(alphas).map(|(q, a)| q * a).collect();
+                let max = w.iter().fold(0f32, |m, x| m.max(x.abs()));
+                let scale = if max > 0.0 { max / 63.0 } else { 1.0 };
                 CodeQuery::I8 {
                     codes: c,
-                    scaled: query.iter().zip(alphas).map(|(q, a)| q * a).collect(),
-                    offset: query.iter().zip(betas).map(|(q, b)| q * b).sum(),
+                    d: w.iter()
+                        .map(|x| (x / scale).round().clamp(-63.0, 63.0) as i8)
+                        .collect(),
+                    scale,
+                    offset: query.iter().zip(gammas).map(|(q, g)| q * g).sum(),
                     norm: query.iter().map(|q| q * q).sum(),
                     query: query.to_vec(),
                     metric,
@@ -417,9 +423,9 @@ impl Codes {
 
 impl I8Codes {
     #[inline]
-    fn code(&self, i: u32) -> &[i8] {
+    fn code(&self, i: u32) -> &[u8] {
         let start = HEADER_LEN + i as usize * self.dim;
-        bytemuck::cast_slice(&self.bytes[start..start + self.dim])
+        &self.bytes[start..start + self.dim]
     }
 
     #[inline]
@@ -456,9 +462,10 @@ impl BitCodes {
 pub(crate) enum CodeQuery<'a> {
     I8 {
         codes: &'a I8Codes,
-        /// `q_j · α_j`.
-        scaled: Vec<f32>,
-        /// `Σ q_j · β_j`.
+        /// `q_j · α_j / scale`, rounded to 7 bits.
+        d: Vec<i8>,
+        scale: f32,
+        /// `Σ q_j · γ_j`.
         offset: f32,
         /// `‖q‖²`.
         norm: f32,
@@ -481,7 +488,8 @@ impl Scorer for CodeQuery<'_> {
         match self {
             CodeQuery::I8 {
                 codes,
-                scaled,
+                d,
+                scale,
                 offset,
                 norm,
                 query,
@@ -489,11 +497,10 @@ impl Scorer for CodeQuery<'_> {
                 k,
             } => {
                 let x = codes.code(i);
+                let dot = || scale * (k.dot_u8_i8)(x, d) as f32 + offset;
                 match metric {
-                    Metric::Cosine | Metric::Dot => -((k.dot_f32_i8)(scaled, x) + offset),
-                    Metric::Euclid => {
-                        (norm - 2.0 * ((k.dot_f32_i8)(scaled, x) + offset) + codes.norm(i)).max(0.0)
-                    }
+                    Metric::Cosine | Metric::Dot => -dot(),
+                    Metric::Euclid => (norm - 2.0 * dot() + codes.norm(i)).max(0.0),
                     Metric::Manhattan => {
                         let (a, b) = (codes.alphas(), codes.betas());
                         query
