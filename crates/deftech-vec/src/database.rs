@@ -223,6 +223,133 @@ impl Database {
         Ok(())
     }
 
+    /// Restores collection `from` of `store` as collection `name` of this database, at
+    /// `point`. Every file is checked against its checksum; nothing is replaced unless the whole
+    /// restore succeeded (an existing collection called `name` is then replaced; a failed
+    /// restore leaves it untouched). The error names the bad file.
+    pub fn restore(
+        &self,
+        store: &dyn crate::snapshot::ObjectStore,
+        from: &str,
+        point: &crate::snapshot::RestorePoint,
+        name: &str,
+    ) -> Result<Collection> {
+        validate_collection_name(name)?;
+        let snap = crate::snapshot::choose(store, from, point)?;
+        let staging = self.staging(name, "restoring")?;
+        let dir = &*self.inner.dir;
+        let result = (|| {
+            for f in &snap.files {
+                let path = staging.join(&f.path);
+                if let Some(parent) = path.parent() {
+                    dir.create_dir_all(parent).at(&dir.describe(parent))?;
+                }
+                crate::snapshot::fetch(store, from, f, dir, &path)?;
+            }
+            crate::snapshot::archive::extend_to(store, from, &snap, point, dir, &staging)?;
+            Ok(())
+        })();
+        self.finish_restore(result, staging, &snap.manifest, name)
+    }
+
+    /// Imports a snapshot tar stream (from [`Collection::export_snapshot`]) as collection
+    /// `name`, with the same checks and guarantees as [`restore`](Self::restore).
+    pub fn import_snapshot(&self, tar: &mut dyn std::io::Read, name: &str) -> Result<Collection> {
+        validate_collection_name(name)?;
+        let staging = self.staging(name, "importing")?;
+        let mut manifest = None;
+        let result = crate::snapshot::tarball::read(tar, &*self.inner.dir, &staging).map(|s| {
+            manifest = Some(s.manifest);
+        });
+        match manifest {
+            Some(m) => self.finish_restore(result, staging, &m, name),
+            None => {
+                let _ = self.inner.dir.remove_dir_all(&staging);
+                Err(result
+                    .err()
+                    .unwrap_or_else(|| Error::invalid_argument("snapshot", "no manifest")))
+            }
+        }
+    }
+
+    /// A fresh staging folder for a restore.
+    fn staging(&self, name: &str, what: &str) -> Result<PathBuf> {
+        let dir = &*self.inner.dir;
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let staging = Path::new(COLLECTIONS).join(format!(".{what}-{name}-{nanos}"));
+        for sub in [WAL_DIR, SEGMENTS_DIR] {
+            dir.create_dir_all(&staging.join(sub))
+                .at(&dir.describe(&staging))?;
+        }
+        Ok(staging)
+    }
+
+    /// Writes the manifest, checks that the staged collection opens and verifies, then swaps it
+    /// in under `name`. On any error the staging folder is removed and nothing else changes.
+    fn finish_restore(
+        &self,
+        files: Result<()>,
+        staging: PathBuf,
+        manifest: &Manifest,
+        name: &str,
+    ) -> Result<Collection> {
+        let dir = &*self.inner.dir;
+        let checked = files.and_then(|()| {
+            manifest.write(dir, &staging)?;
+            for sub in [WAL_DIR, SEGMENTS_DIR] {
+                dir.sync_dir(&staging.join(sub))
+                    .at(&dir.describe(&staging))?;
+            }
+            let c = Collection::open(
+                self.inner.dir.clone(),
+                staging.clone(),
+                name.to_owned(),
+                self.inner.lock.clone(),
+            )?;
+            let verified = c.verify();
+            c.close()?;
+            drop(c);
+            verified
+        });
+        if let Err(e) = checked {
+            let _ = dir.remove_dir_all(&staging);
+            return Err(e);
+        }
+        let mut cols = self.inner.collections.lock();
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let trash = Path::new(COLLECTIONS).join(format!(".dropped-{name}-{nanos}"));
+        let old = cols.get(name).cloned();
+        if let Some(old) = &old {
+            old.retire(|| {
+                dir.rename(&collection_folder(name), &trash)
+                    .at(&dir.describe(&collection_folder(name)))
+            })?;
+            cols.remove(name);
+        }
+        dir.rename(&staging, &collection_folder(name))
+            .at(&dir.describe(&staging))?;
+        dir.sync_dir(Path::new(COLLECTIONS))
+            .at(&dir.describe(Path::new(COLLECTIONS)))?;
+        let c = Collection::open(
+            self.inner.dir.clone(),
+            collection_folder(name),
+            name.to_owned(),
+            self.inner.lock.clone(),
+        )?;
+        cols.insert(name.to_owned(), c.clone());
+        if old.is_some() {
+            let _ = dir.remove_dir_all(&trash);
+        }
+        tracing::info!(collection = name, "restored collection");
+        Ok(c)
+    }
+
     /// Flushes every collection and stops their background threads. Handles still held keep
     /// the folder locked until they are dropped.
     pub fn close(self) -> Result<()> {

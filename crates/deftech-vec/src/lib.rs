@@ -46,6 +46,7 @@ mod quantization;
 mod request;
 mod scorer;
 mod segment;
+mod snapshot;
 mod types;
 mod wal;
 
@@ -66,6 +67,14 @@ pub use filter::{
 };
 pub use payload::PayloadIndexKind;
 pub use quantization::{BinaryQuantization, Quantization, QuantizationParams, ScalarQuantization};
+pub use snapshot::{
+    ArchiveReport, LocalStore, ObjectMeta, ObjectStore, PruneReport, RestorePoint, SnapshotInfo,
+    WalArchiver,
+};
+/// Snapshot store operations: listing and retention.
+pub mod snapshots {
+    pub use crate::snapshot::{list, prune};
+}
 pub use request::{
     PayloadSelector, PointSelector, ScrollRequest, ScrollResult, SearchParams, SearchRequest,
 };

@@ -31,7 +31,7 @@ use serde_json::json;
 /// Bytes of the header at the start of WAL and segment files.
 const HEADER_LEN: usize = 64;
 /// Bytes of a WAL frame header: length u32, CRC32C u32, LSN u64.
-const FRAME_HEADER: usize = 16;
+const FRAME_HEADER: usize = 24;
 /// Mutations tried per seed.
 const MUTATIONS: usize = 50;
 

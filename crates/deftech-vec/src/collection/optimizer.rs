@@ -229,7 +229,7 @@ fn build(
 }
 
 /// The manifest entries of the current sealed segments.
-fn manifest_segments(entries: &[SegEntry]) -> Vec<ManifestSegment> {
+pub(crate) fn manifest_segments(entries: &[SegEntry]) -> Vec<ManifestSegment> {
     entries
         .iter()
         .map(|e| {
@@ -408,21 +408,25 @@ fn swap(
         ));
         return Err(e);
     }
-    if let Err(e) = w.wal.remove_covered(new_applied) {
+    // Files a snapshot in progress still reads are deleted when it is done (decided under the
+    // writer lock, which captures also take).
+    let pinned = inner.pins.load(Ordering::SeqCst) > 0;
+    if !pinned && let Err(e) = w.wal.remove_covered(inner.removable_wal(new_applied)) {
         tracing::warn!(collection = %inner.name, "could not remove covered WAL files: {e}");
     }
+    let mut doomed: Vec<(PathBuf, bool)> = garbage.into_iter().map(|f| (f, false)).collect();
+    doomed.extend(
+        empty_folder
+            .into_iter()
+            .chain(removed_folders)
+            .map(|f| (f, true)),
+    );
+    if pinned {
+        inner.deferred.lock().extend(doomed);
+        doomed = Vec::new();
+    }
     drop(w);
-    if let Some(f) = empty_folder {
-        let _ = dir.remove_dir_all(&f);
-    }
-    for f in garbage {
-        let _ = dir.remove_file(&f);
-    }
-    for f in removed_folders {
-        if let Err(e) = dir.remove_dir_all(&f) {
-            tracing::warn!(path = %dir.describe(&f).display(), "could not remove merged segment: {e}");
-        }
-    }
+    inner.delete_files(doomed);
     if !frozen && !merged_ids.is_empty() {
         let _ = dir.sync_dir(&segments_dir(inner));
     }

@@ -288,6 +288,26 @@ impl SealedSegment {
         }
     }
 
+    /// Every file of the segment folder the manifest relies on, with its length.
+    pub(crate) fn files(&self) -> Vec<(String, u64)> {
+        let mut out = vec![
+            (VECTORS.to_owned(), self.vectors.len() as u64),
+            (IDS.to_owned(), self.ids.len() as u64),
+            (VERSIONS.to_owned(), self.versions.len() as u64),
+            (PAYLOADS.to_owned(), self.payloads.len() as u64),
+        ];
+        for (field, idx) in &self.indexes {
+            out.push((index_file_name(field, idx.kind()), idx.file_bytes() as u64));
+        }
+        if let Some(g) = &self.graph {
+            out.push((hnsw::FILE.to_owned(), g.file_bytes() as u64));
+        }
+        if let Some((name, c)) = &self.codes {
+            out.push((name.clone(), c.file_bytes().len() as u64));
+        }
+        out
+    }
+
     /// Per file: (component, mapped bytes, resident bytes).
     pub(crate) fn components(&self) -> Vec<(&'static str, u64, u64)> {
         let mut out = vec![

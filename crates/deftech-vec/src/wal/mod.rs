@@ -1,15 +1,17 @@
 //! The write-ahead log: CRC32C-framed records in numbered files.
 //!
 //! A file `wal/<first lsn, 20 digits>.wal` starts with the common 64-byte header (magic
-//! `DTWAL\0\0\0`, parameter 0 = the LSN of its first record; body length and checksum unused)
+//! `DTWAL\0\0\x02`, parameter 0 = the LSN of its first record; body length and checksum unused)
 //! and continues with frames:
 //!
 //! ```text
 //! offset size field
 //!      0    4 body length n (u32 LE)
-//!      4    4 CRC32C of bytes 8..16+n (the LSN and the body)
+//!      4    4 CRC32C of bytes 8..24+n (the LSN, the time and the body)
 //!      8    8 LSN (u64 LE), exactly one more than the previous record's
-//!     16    n body: an operation (see `record.rs`)
+//!     16    8 time the record was logged, milliseconds since the Unix epoch (u64 LE), for
+//!             point-in-time restore
+//!     24    n body: an operation (see `record.rs`)
 //! ```
 //!
 //! On open, a damaged frame at the end of the newest file with nothing valid after it is a torn
@@ -27,8 +29,8 @@ use crate::types::Lsn;
 
 pub(crate) use record::{Op, PointData};
 
-pub(crate) const WAL_MAGIC: &[u8; 8] = b"DTWAL\0\0\0";
-const FRAME_HEADER: usize = 16;
+pub(crate) const WAL_MAGIC: &[u8; 8] = b"DTWAL\0\0\x02";
+pub(crate) const FRAME_HEADER: usize = 24;
 /// Largest record body accepted when reading.
 pub(crate) const MAX_RECORD_BYTES: usize = 1 << 30;
 
@@ -89,6 +91,7 @@ fn wal_header(first_lsn: Lsn) -> [u8; HEADER_LEN] {
 enum Frame<'a> {
     Ok {
         lsn: Lsn,
+        time_ms: u64,
         body: &'a [u8],
         end: usize,
     },
@@ -119,6 +122,7 @@ fn parse_frame(bytes: &[u8], pos: usize) -> Frame<'_> {
     }
     Frame::Ok {
         lsn,
+        time_ms: u64::from_le_bytes(rest[16..24].try_into().expect("8 bytes")),
         body: &rest[FRAME_HEADER..FRAME_HEADER + len],
         end: pos + FRAME_HEADER + len,
     }
@@ -133,7 +137,70 @@ fn valid_frame_after(bytes: &[u8], from: usize, after: Lsn) -> bool {
     })
 }
 
+/// One frame of a WAL file read whole (archived WAL for point-in-time restore).
+pub(crate) struct RawFrame {
+    pub lsn: Lsn,
+    pub time_ms: u64,
+    /// Byte range of the whole frame (header and body) in the file.
+    pub range: std::ops::Range<usize>,
+}
+
+/// Checks a WAL file's header and returns its first LSN and every frame. A file read whole
+/// must hold only complete, valid, consecutive frames: anything else is an error naming `shown`
+/// and the offset.
+pub(crate) fn read_frames(bytes: &[u8], shown: &str) -> Result<(Lsn, Vec<RawFrame>)> {
+    if bytes.len() < HEADER_LEN {
+        return Err(Error::corrupted(shown, 0, "shorter than a WAL file header"));
+    }
+    let mut h = bytes[..HEADER_LEN].to_vec();
+    h[16..24].copy_from_slice(&0u64.to_le_bytes());
+    Header::decode(&h, WAL_MAGIC, Path::new(shown))?;
+    let first = u64::from_le_bytes(bytes[32..40].try_into().expect("8 bytes"));
+    let mut out = Vec::new();
+    let mut pos = HEADER_LEN;
+    while pos < bytes.len() {
+        match parse_frame(bytes, pos) {
+            Frame::Ok {
+                lsn, time_ms, end, ..
+            } => {
+                let expected = first + out.len() as u64;
+                if lsn != expected {
+                    return Err(Error::corrupted(
+                        shown,
+                        pos as u64,
+                        format!("expected LSN {expected}, found {lsn}"),
+                    ));
+                }
+                out.push(RawFrame {
+                    lsn,
+                    time_ms,
+                    range: pos..end,
+                });
+                pos = end;
+            }
+            Frame::Bad(why) => return Err(Error::corrupted(shown, pos as u64, why)),
+        }
+    }
+    Ok((first, out))
+}
+
+/// A WAL file holding `frames` (whole frames copied from other files), first LSN `first`.
+pub(crate) fn file_bytes(first: Lsn, frames: &[u8]) -> Vec<u8> {
+    let mut out = wal_header(first).to_vec();
+    out.extend_from_slice(frames);
+    out
+}
+
 impl Wal {
+    /// The active file's name, its first LSN and its length.
+    pub(crate) fn active_file(&self) -> (PathBuf, Lsn, u64) {
+        let f = self
+            .files
+            .last()
+            .expect("the log always has an active file");
+        (f.path.clone(), f.first_lsn, self.active.len())
+    }
+
     /// Opens (or creates) the log in `folder`, replaying every record after `applied` through
     /// `apply`, in order.
     pub(crate) fn open(
@@ -230,7 +297,7 @@ impl Wal {
             let mut pos = HEADER_LEN;
             while pos < bytes.len() {
                 match parse_frame(&bytes, pos) {
-                    Frame::Ok { lsn, body, end } => {
+                    Frame::Ok { lsn, body, end, .. } => {
                         if lsn != next {
                             return Err(Error::corrupted(
                                 &shown,
@@ -387,10 +454,10 @@ impl Wal {
         let before = self.active.len();
         let mut head = [0u8; FRAME_HEADER];
         head[0..4].copy_from_slice(&(body.len() as u32).to_le_bytes());
-        let lsn_bytes = lsn.to_le_bytes();
-        let crc = crc32c::crc32c_append(crc32c::crc32c(&lsn_bytes), body);
+        head[8..16].copy_from_slice(&lsn.to_le_bytes());
+        head[16..24].copy_from_slice(&crate::snapshot::now_ms().to_le_bytes());
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&head[8..24]), body);
         head[4..8].copy_from_slice(&crc.to_le_bytes());
-        head[8..16].copy_from_slice(&lsn_bytes);
         let result = self
             .active
             .write_all(&head)
@@ -463,6 +530,38 @@ impl Wal {
                 .at(&self.dir.describe(&self.folder))?;
         }
         self.repair()
+    }
+
+    /// Every WAL file with its current length (file name, bytes).
+    pub(crate) fn files_with_len(&self) -> Result<Vec<(String, u64)>> {
+        let mut out = Vec::with_capacity(self.files.len());
+        let last = self.files.len() - 1;
+        for (i, f) in self.files.iter().enumerate() {
+            let len = if i == last {
+                self.active.len()
+            } else {
+                self.dir
+                    .read(&f.path)
+                    .at(&self.dir.describe(&f.path))?
+                    .len() as u64
+            };
+            let name = f
+                .path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_owned();
+            out.push((name, len));
+        }
+        Ok(out)
+    }
+
+    /// Closed files as `(name, first LSN, last LSN)`.
+    pub(crate) fn closed_files(&self) -> Vec<(PathBuf, Lsn, Lsn)> {
+        self.files
+            .windows(2)
+            .map(|w| (w[0].path.clone(), w[0].first_lsn, w[1].first_lsn - 1))
+            .collect()
     }
 
     /// Deletes closed files whose records are all at or below `applied`. When the active file

@@ -10,3 +10,4 @@ mod hnsw;
 mod indexes;
 mod model;
 mod quantization;
+mod snapshot;

@@ -1,0 +1,418 @@
+//! Snapshots: a consistent copy of a collection in an [`ObjectStore`], incremental by file
+//! content, restorable (also to a point in time with archived WAL), exportable as one tar file.
+//!
+//! Store layout, per collection `C`:
+//!
+//! ```text
+//! C/blobs/<sha256>            file bodies, content-addressed: a file already stored is never
+//!                             uploaded again (sealed segment files never change)
+//! C/snapshots/<id>.json       a snapshot: the collection manifest, the LSN it covers, and every
+//!                             file (relative path, SHA-256, size); written last, so a snapshot
+//!                             is listed only once complete
+//! C/wal/<first lsn>.wal       archived WAL files (see `archive`), for point-in-time restore
+//! ```
+//!
+//! A snapshot holds the sealed segment files of the durable manifest plus the WAL tail after
+//! its `applied_lsn`, cut at the LSN of the moment the snapshot began: it contains exactly the
+//! writes acknowledged before it. Writers wait only for the capture (an fsync and a list of
+//! files under the writer lock); files are read afterwards, pinned so that the optimizer does
+//! not delete them meanwhile.
+
+pub(crate) mod archive;
+mod store;
+pub(crate) mod tarball;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use archive::{ArchiveReport, WalArchiver};
+pub use store::{LocalStore, ObjectMeta, ObjectStore};
+
+use crate::directory::Directory;
+use crate::error::{Error, IoContext, Result};
+use crate::manifest::Manifest;
+use crate::types::Lsn;
+
+pub(crate) const FORMAT_VERSION: u32 = 1;
+
+/// One file of a snapshot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct FileRef {
+    /// Path inside the collection folder (`segments/<id>/vectors.bin`, `wal/<lsn>.wal`).
+    pub path: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// A snapshot as stored (`C/snapshots/<id>.json`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct SnapshotManifest {
+    pub format_version: u32,
+    pub id: String,
+    pub collection: String,
+    pub created_at_ms: u64,
+    /// Every write at or below this LSN is in the snapshot.
+    pub lsn: Lsn,
+    pub manifest: Manifest,
+    pub files: Vec<FileRef>,
+}
+
+/// What a snapshot is and what it cost.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct SnapshotInfo {
+    /// Snapshot id (sorts by LSN).
+    pub id: String,
+    /// Collection it was taken of.
+    pub collection: String,
+    /// LSN it covers.
+    pub lsn: Lsn,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+    /// Files in the snapshot.
+    pub files: usize,
+    /// Their total size.
+    pub bytes: u64,
+    /// Files uploaded by this snapshot (the others were in the store already).
+    pub uploaded_files: usize,
+    /// Bytes uploaded by this snapshot.
+    pub uploaded_bytes: u64,
+}
+
+/// Which state to restore.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RestorePoint {
+    /// The newest snapshot.
+    Latest,
+    /// A snapshot by id.
+    Snapshot(String),
+    /// Every write up to this LSN: the newest snapshot at or before it, then archived WAL.
+    Lsn(Lsn),
+    /// Every write up to this time (ms since the Unix epoch), by the WAL records' timestamps.
+    Time(u64),
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    let d = Sha256::digest(bytes);
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checksums of collection files already hashed, by (relative path, length).
+pub(crate) type HashCache = parking_lot::Mutex<std::collections::HashMap<(PathBuf, u64), String>>;
+
+pub(crate) fn blob_key(collection: &str, sha: &str) -> String {
+    format!("{collection}/blobs/{sha}")
+}
+
+pub(crate) fn manifest_key(collection: &str, id: &str) -> String {
+    format!("{collection}/snapshots/{id}.json")
+}
+
+/// Files captured under the writer lock (paths relative to the collection folder, lengths to
+/// copy: the active WAL file is cut at the capture).
+pub(crate) struct Capture {
+    pub manifest: Manifest,
+    pub lsn: Lsn,
+    pub files: Vec<(PathBuf, u64)>,
+}
+
+/// Uploads the captured files that the store does not hold, then the snapshot manifest.
+pub(crate) fn upload(
+    dir: &dyn Directory,
+    folder: &Path,
+    collection: &str,
+    capture: Capture,
+    store: &dyn ObjectStore,
+    hashes: &HashCache,
+) -> Result<SnapshotInfo> {
+    let created_at_ms = now_ms();
+    let id = format!("{:020}-{created_at_ms}", capture.lsn);
+    let mut files = Vec::with_capacity(capture.files.len());
+    let (mut uploaded_files, mut uploaded_bytes, mut bytes) = (0, 0, 0);
+    for (rel, len) in &capture.files {
+        let path = folder.join(rel);
+        let data = dir.read(&path).at(&dir.describe(&path))?;
+        let body = data.get(..*len as usize).ok_or_else(|| {
+            Error::corrupted(
+                dir.describe(&path),
+                0,
+                format!("file shorter than the {len} bytes captured"),
+            )
+        })?;
+        // Segment files never change (segment ids are never reused): a segment file seen
+        // before has the same content, so it is hashed once, not at every snapshot. WAL files
+        // are hashed every time (a rollback can rewrite a tail to the same length).
+        let immutable = rel.starts_with("segments");
+        let cached = if immutable {
+            hashes.lock().get(&(rel.clone(), *len)).cloned()
+        } else {
+            None
+        };
+        let sha = match cached {
+            Some(sha) => sha,
+            None => {
+                let sha = sha256_hex(body);
+                if immutable {
+                    let mut h = hashes.lock();
+                    if h.len() > 100_000 {
+                        h.clear();
+                    }
+                    h.insert((rel.clone(), *len), sha.clone());
+                }
+                sha
+            }
+        };
+        let key = blob_key(collection, &sha);
+        if store.head(&key)? != Some(*len) {
+            store.put(&key, &mut &body[..], *len)?;
+            uploaded_files += 1;
+            uploaded_bytes += len;
+        }
+        bytes += len;
+        files.push(FileRef {
+            path: rel
+                .to_string_lossy()
+                .replace(std::path::MAIN_SEPARATOR, "/"),
+            sha256: sha,
+            size: *len,
+        });
+    }
+    let snap = SnapshotManifest {
+        format_version: FORMAT_VERSION,
+        id: id.clone(),
+        collection: collection.to_owned(),
+        created_at_ms,
+        lsn: capture.lsn,
+        manifest: capture.manifest,
+        files,
+    };
+    let json = serde_json::to_vec_pretty(&snap).expect("snapshot manifest serializes");
+    store.put(
+        &manifest_key(collection, &id),
+        &mut &json[..],
+        json.len() as u64,
+    )?;
+    Ok(SnapshotInfo {
+        id,
+        collection: collection.to_owned(),
+        lsn: snap.lsn,
+        created_at_ms,
+        files: snap.files.len(),
+        bytes,
+        uploaded_files,
+        uploaded_bytes,
+    })
+}
+
+fn info_of(s: &SnapshotManifest) -> SnapshotInfo {
+    SnapshotInfo {
+        id: s.id.clone(),
+        collection: s.collection.clone(),
+        lsn: s.lsn,
+        created_at_ms: s.created_at_ms,
+        files: s.files.len(),
+        bytes: s.files.iter().map(|f| f.size).sum(),
+        uploaded_files: 0,
+        uploaded_bytes: 0,
+    }
+}
+
+/// Reads and checks a snapshot manifest.
+pub(crate) fn read_manifest(
+    store: &dyn ObjectStore,
+    collection: &str,
+    id: &str,
+) -> Result<SnapshotManifest> {
+    let key = manifest_key(collection, id);
+    let mut bytes = Vec::new();
+    store
+        .get(&key)?
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(format!("{}/{key}", store.location()), e))?;
+    let s: SnapshotManifest = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::corrupted(
+            format!("{}/{key}", store.location()),
+            0,
+            format!("bad snapshot manifest: {e}"),
+        )
+    })?;
+    if s.format_version != FORMAT_VERSION {
+        return Err(Error::UnsupportedVersion {
+            path: PathBuf::from(format!("{}/{key}", store.location())),
+            found: s.format_version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    for f in &s.files {
+        check_rel_path(&f.path).map_err(|reason| {
+            Error::corrupted(
+                format!("{}/{key}", store.location()),
+                0,
+                format!("file {:?}: {reason}", f.path),
+            )
+        })?;
+    }
+    Ok(s)
+}
+
+/// A snapshot's file paths must stay inside the collection folder.
+pub(crate) fn check_rel_path(p: &str) -> std::result::Result<(), &'static str> {
+    if p.is_empty() || p.starts_with('/') || p.contains('\\') {
+        return Err("not a relative path");
+    }
+    if p.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+        return Err("path leaves the collection folder");
+    }
+    let top = p.split('/').next().unwrap_or_default();
+    if top != "segments" && top != "wal" {
+        return Err("only segments/ and wal/ files belong in a snapshot");
+    }
+    Ok(())
+}
+
+/// Snapshots of `collection` in the store, oldest first.
+pub fn list(store: &dyn ObjectStore, collection: &str) -> Result<Vec<SnapshotInfo>> {
+    let prefix = format!("{collection}/snapshots/");
+    let mut out = Vec::new();
+    for o in store.list(&prefix)? {
+        let Some(id) = o
+            .key
+            .strip_prefix(&prefix)
+            .and_then(|k| k.strip_suffix(".json"))
+        else {
+            continue;
+        };
+        out.push(info_of(&read_manifest(store, collection, id)?));
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(out)
+}
+
+/// What [`prune`] removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct PruneReport {
+    /// Snapshots deleted.
+    pub snapshots: usize,
+    /// Blobs deleted (no remaining snapshot references them).
+    pub blobs: usize,
+    /// Bytes freed.
+    pub bytes: u64,
+}
+
+/// Keeps the newest `keep` snapshots of `collection`, deletes the others, then deletes blobs no
+/// remaining snapshot references (never one still referenced).
+pub fn prune(store: &dyn ObjectStore, collection: &str, keep: usize) -> Result<PruneReport> {
+    let all = list(store, collection)?;
+    let mut report = PruneReport::default();
+    let cut = all.len().saturating_sub(keep);
+    for s in &all[..cut] {
+        store.delete(&manifest_key(collection, &s.id))?;
+        report.snapshots += 1;
+    }
+    let mut referenced = std::collections::HashSet::new();
+    for s in &all[cut..] {
+        for f in read_manifest(store, collection, &s.id)?.files {
+            referenced.insert(f.sha256);
+        }
+    }
+    let prefix = format!("{collection}/blobs/");
+    for o in store.list(&prefix)? {
+        let sha = o.key.strip_prefix(&prefix).unwrap_or_default();
+        if !referenced.contains(sha) {
+            store.delete(&o.key)?;
+            report.blobs += 1;
+            report.bytes += o.size;
+        }
+    }
+    Ok(report)
+}
+
+/// Picks the snapshot for a restore point.
+pub(crate) fn choose(
+    store: &dyn ObjectStore,
+    collection: &str,
+    point: &RestorePoint,
+) -> Result<SnapshotManifest> {
+    let all = list(store, collection)?;
+    let none = || {
+        Error::invalid_argument(
+            "snapshot",
+            format!(
+                "no snapshot of `{collection}` in {} fits {point:?}",
+                store.location()
+            ),
+        )
+    };
+    let id = match point {
+        RestorePoint::Latest => all.last().map(|s| s.id.clone()),
+        RestorePoint::Snapshot(id) => all.iter().find(|s| &s.id == id).map(|s| s.id.clone()),
+        RestorePoint::Lsn(l) => all.iter().rev().find(|s| s.lsn <= *l).map(|s| s.id.clone()),
+        RestorePoint::Time(t) => all
+            .iter()
+            .rev()
+            .find(|s| s.created_at_ms <= *t)
+            .map(|s| s.id.clone()),
+    }
+    .ok_or_else(none)?;
+    read_manifest(store, collection, &id)
+}
+
+/// Copies a blob into `path` of `dir`, checking its SHA-256 and size; the error names the file.
+pub(crate) fn fetch(
+    store: &dyn ObjectStore,
+    collection: &str,
+    f: &FileRef,
+    dir: &dyn Directory,
+    path: &Path,
+) -> Result<()> {
+    let shown = format!(
+        "{}/{} ({})",
+        store.location(),
+        blob_key(collection, &f.sha256),
+        f.path
+    );
+    let mut r = store.get(&blob_key(collection, &f.sha256))?;
+    let mut out = dir.create(path).at(&dir.describe(path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = r.read(&mut buf).map_err(|e| Error::io(&shown, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n]).at(&dir.describe(path))?;
+        total += n as u64;
+    }
+    let sha: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if total != f.size || sha != f.sha256 {
+        return Err(Error::corrupted(
+            shown,
+            total,
+            format!(
+                "content does not match the snapshot (size {total} vs {}, checksum mismatch: {})",
+                f.size,
+                sha != f.sha256
+            ),
+        ));
+    }
+    out.sync().at(&dir.describe(path))?;
+    Ok(())
+}
