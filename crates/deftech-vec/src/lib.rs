@@ -71,6 +71,8 @@ pub use snapshot::{
     ArchiveReport, LocalStore, ObjectMeta, ObjectStore, PruneReport, RestorePoint, SnapshotInfo,
     WalArchiver,
 };
+#[cfg(feature = "s3")]
+pub use snapshot::{S3Config, S3Store};
 /// Snapshot store operations: listing and retention.
 pub mod snapshots {
     pub use crate::snapshot::{list, prune};

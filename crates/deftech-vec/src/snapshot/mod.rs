@@ -19,6 +19,8 @@
 //! not delete them meanwhile.
 
 pub(crate) mod archive;
+#[cfg(feature = "s3")]
+mod s3;
 mod store;
 pub(crate) mod tarball;
 
@@ -30,6 +32,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use archive::{ArchiveReport, WalArchiver};
+#[cfg(feature = "s3")]
+pub use s3::{S3Config, S3Store};
 pub use store::{LocalStore, ObjectMeta, ObjectStore};
 
 use crate::directory::Directory;
