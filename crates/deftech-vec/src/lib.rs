@@ -75,7 +75,7 @@ pub use snapshot::{
 pub use snapshot::{S3Config, S3Store};
 /// Snapshot store operations: listing and retention.
 pub mod snapshots {
-    pub use crate::snapshot::{list, prune};
+    pub use crate::snapshot::{delete, describe, export, list, prune};
 }
 pub use request::{
     PayloadSelector, PointSelector, ScrollRequest, ScrollResult, SearchParams, SearchRequest,

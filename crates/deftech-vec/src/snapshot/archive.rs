@@ -56,12 +56,16 @@ pub(crate) fn archive_pass(
     inner.check_open()?;
     let dir = &*inner.dir;
     inner.archiving.store(true, Ordering::SeqCst);
-    let (closed, act) = {
+    let (closed, act, last_lsn) = {
         let mut w = inner.writer.lock();
         if active {
             inner.sync_locked(&mut w)?;
         }
-        (w.wal.closed_files(), w.wal.active_file())
+        (
+            w.wal.closed_files(),
+            w.wal.active_file(),
+            w.wal.next_lsn() - 1,
+        )
     };
     let mut report = ArchiveReport {
         archived_lsn: inner.archived_lsn.load(Ordering::SeqCst),
@@ -96,6 +100,8 @@ pub(crate) fn archive_pass(
             report.files += 1;
             report.bytes += len;
         }
+        // Every record up to the capture is now in the store (closed files, then this prefix).
+        report.archived_lsn = report.archived_lsn.max(last_lsn);
     }
     inner
         .archived_lsn

@@ -24,7 +24,11 @@ mod s3;
 mod store;
 pub(crate) mod tarball;
 
+use std::collections::HashMap;
 use std::io::Read;
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -140,6 +144,8 @@ pub(crate) fn upload(
     store: &dyn ObjectStore,
     hashes: &HashCache,
 ) -> Result<SnapshotInfo> {
+    let lock = store_lock(store, collection);
+    let _held = lock.lock();
     let created_at_ms = now_ms();
     let id = format!("{:020}-{created_at_ms}", capture.lsn);
     let mut files = Vec::with_capacity(capture.files.len());
@@ -311,22 +317,73 @@ pub struct PruneReport {
     pub snapshots: usize,
     /// Blobs deleted (no remaining snapshot references them).
     pub blobs: usize,
+    /// Archived WAL files deleted (wholly before the oldest remaining snapshot).
+    pub wal_files: usize,
     /// Bytes freed.
     pub bytes: u64,
 }
 
+/// Serializes snapshot uploads and garbage collection of one collection in one store within
+/// this process, so that a prune never deletes the blobs of a snapshot still being uploaded
+/// (its manifest, which would reference them, is written last). Separate processes writing the
+/// same collection to the same store must not prune concurrently with a snapshot.
+pub(crate) fn store_lock(store: &dyn ObjectStore, collection: &str) -> Arc<Mutex<()>> {
+    static LOCKS: OnceLock<Mutex<HashMap<String, Arc<Mutex<()>>>>> = OnceLock::new();
+    let key = format!("{}\0{collection}", store.location());
+    LOCKS
+        .get_or_init(Default::default)
+        .lock()
+        .entry(key)
+        .or_default()
+        .clone()
+}
+
 /// Keeps the newest `keep` snapshots of `collection`, deletes the others, then deletes blobs no
-/// remaining snapshot references (never one still referenced).
+/// remaining snapshot references (never one still referenced) and archived WAL files wholly
+/// before the oldest remaining snapshot (no restore point can need them).
 pub fn prune(store: &dyn ObjectStore, collection: &str, keep: usize) -> Result<PruneReport> {
+    let lock = store_lock(store, collection);
+    let _held = lock.lock();
     let all = list(store, collection)?;
-    let mut report = PruneReport::default();
     let cut = all.len().saturating_sub(keep);
-    for s in &all[..cut] {
-        store.delete(&manifest_key(collection, &s.id))?;
+    let doomed: Vec<&str> = all[..cut].iter().map(|s| s.id.as_str()).collect();
+    remove(store, collection, &doomed, all.get(cut).map(|s| s.lsn))
+}
+
+/// Deletes one snapshot and the blobs only it referenced.
+pub fn delete(store: &dyn ObjectStore, collection: &str, id: &str) -> Result<PruneReport> {
+    let lock = store_lock(store, collection);
+    let _held = lock.lock();
+    let all = list(store, collection)?;
+    if !all.iter().any(|s| s.id == id) {
+        return Err(Error::invalid_argument(
+            "snapshot",
+            format!(
+                "no snapshot {id:?} of `{collection}` in {}",
+                store.location()
+            ),
+        ));
+    }
+    let oldest_left = all.iter().find(|s| s.id != id).map(|s| s.lsn);
+    remove(store, collection, &[id], oldest_left)
+}
+
+/// Deletes the given snapshots, then every blob the others do not reference, and archived WAL
+/// files wholly at or below `oldest_left`, the LSN of the oldest remaining snapshot (with no
+/// snapshot left, the archived WAL is kept: it is trimmed only relative to a snapshot).
+fn remove(
+    store: &dyn ObjectStore,
+    collection: &str,
+    ids: &[&str],
+    oldest_left: Option<Lsn>,
+) -> Result<PruneReport> {
+    let mut report = PruneReport::default();
+    for id in ids {
+        store.delete(&manifest_key(collection, id))?;
         report.snapshots += 1;
     }
     let mut referenced = std::collections::HashSet::new();
-    for s in &all[cut..] {
+    for s in list(store, collection)? {
         for f in read_manifest(store, collection, &s.id)?.files {
             referenced.insert(f.sha256);
         }
@@ -340,7 +397,46 @@ pub fn prune(store: &dyn ObjectStore, collection: &str, keep: usize) -> Result<P
             report.bytes += o.size;
         }
     }
+    if let Some(oldest) = oldest_left {
+        let prefix = format!("{collection}/wal/");
+        let wal = store.list(&prefix)?;
+        let first = |o: &ObjectMeta| -> Option<Lsn> {
+            o.key
+                .strip_prefix(&prefix)?
+                .strip_suffix(".wal")?
+                .parse()
+                .ok()
+        };
+        for pair in wal.windows(2) {
+            // The file's records end just before the next file's first LSN.
+            if let (Some(_), Some(next)) = (first(&pair[0]), first(&pair[1]))
+                && next <= oldest + 1
+            {
+                store.delete(&pair[0].key)?;
+                report.wal_files += 1;
+                report.bytes += pair[0].size;
+            }
+        }
+    }
     Ok(report)
+}
+
+/// Writes a stored snapshot as one self-contained tar stream (the format of
+/// [`Collection::export_snapshot`](crate::Collection::export_snapshot)), streaming each blob.
+pub fn export(
+    store: &dyn ObjectStore,
+    collection: &str,
+    id: &str,
+    out: &mut dyn std::io::Write,
+) -> Result<SnapshotInfo> {
+    let snap = read_manifest(store, collection, id)?;
+    tarball::write_from_store(store, collection, &snap, out)?;
+    Ok(info_of(&snap))
+}
+
+/// The snapshot manifest's checksum-free description of a stored snapshot.
+pub fn describe(store: &dyn ObjectStore, collection: &str, id: &str) -> Result<SnapshotInfo> {
+    Ok(info_of(&read_manifest(store, collection, id)?))
 }
 
 /// Picks the snapshot for a restore point.

@@ -61,19 +61,21 @@ pub(crate) fn write(
     };
     let json = serde_json::to_vec_pretty(&snap).expect("snapshot manifest serializes");
     let mut tar = tar::Builder::new(out);
-    let mut append = |name: &str, body: &[u8]| -> Result<()> {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(body.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(created_at_ms / 1000);
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_cksum();
-        tar.append_data(&mut h, name, body)
-            .map_err(|e| io("tar stream", e))
-    };
-    append("snapshot.json", &json)?;
+    append(
+        &mut tar,
+        "snapshot.json",
+        created_at_ms,
+        json.len() as u64,
+        &mut &json[..],
+    )?;
     for (sha, data, len) in &bodies {
-        append(&format!("blobs/{sha}"), &data[..*len])?;
+        append(
+            &mut tar,
+            &format!("blobs/{sha}"),
+            created_at_ms,
+            *len as u64,
+            &mut &data[..*len],
+        )?;
     }
     tar.finish().map_err(|e| io("tar stream", e))?;
     Ok(SnapshotInfo {
@@ -86,6 +88,55 @@ pub(crate) fn write(
         uploaded_files: bodies.len(),
         uploaded_bytes: bodies.iter().map(|b| b.2 as u64).sum(),
     })
+}
+
+fn append(
+    tar: &mut tar::Builder<&mut dyn Write>,
+    name: &str,
+    ms: u64,
+    len: u64,
+    body: &mut dyn Read,
+) -> Result<()> {
+    let mut h = tar::Header::new_gnu();
+    h.set_size(len);
+    h.set_mode(0o644);
+    h.set_mtime(ms / 1000);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    tar.append_data(&mut h, name, body.take(len))
+        .map_err(|e| io(&format!("tar entry {name}"), e))
+}
+
+/// Writes a snapshot held in a store as a tar stream, streaming each distinct blob once.
+pub(crate) fn write_from_store(
+    store: &dyn super::ObjectStore,
+    collection: &str,
+    snap: &SnapshotManifest,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let json = serde_json::to_vec_pretty(snap).expect("snapshot manifest serializes");
+    let mut tar = tar::Builder::new(out);
+    append(
+        &mut tar,
+        "snapshot.json",
+        snap.created_at_ms,
+        json.len() as u64,
+        &mut &json[..],
+    )?;
+    let mut seen = std::collections::HashSet::new();
+    for f in &snap.files {
+        if seen.insert(f.sha256.clone()) {
+            let mut r = store.get(&super::blob_key(collection, &f.sha256))?;
+            append(
+                &mut tar,
+                &format!("blobs/{}", f.sha256),
+                snap.created_at_ms,
+                f.size,
+                &mut *r,
+            )?;
+        }
+    }
+    tar.finish().map_err(|e| io("tar stream", e))
 }
 
 /// Reads a tar stream into `staging` (a collection folder under construction); returns the

@@ -590,3 +590,55 @@ fn a_snapshot_during_writes_holds_exactly_the_acknowledged_ones() {
         assert_eq!(r.lsn(), info.lsn);
     }
 }
+
+#[test]
+fn a_stored_snapshot_exports_as_tar_and_deletes_with_its_own_blobs() {
+    let (_d, store) = store();
+    let (_dir, db) = mem_db();
+    let c = populated(&db, "docs");
+    c.archive_wal(&store).unwrap();
+    let first = c.snapshot(&store).unwrap();
+    let mut rng = Rng::new(6);
+    fill(&c, &mut rng, 40_000..40_500);
+    c.optimize().unwrap(); // a new segment: a blob only the second snapshot has
+    fill(&c, &mut rng, 40_500..40_510); // in a new WAL file: the optimizer closed the old one
+    c.archive_wal(&store).unwrap();
+    let second = c.snapshot(&store).unwrap();
+    // Once sealed and archived, the WAL file is closed; later writes go to a new one.
+    c.optimize().unwrap();
+    c.archive_wal(&store).unwrap();
+    fill(&c, &mut rng, 41_000..41_010);
+    c.archive_wal(&store).unwrap();
+    assert_eq!(store.list("docs/wal/").unwrap().len(), 2);
+
+    let mut tar = Vec::new();
+    let info = snapshots::export(&store, "docs", &second.id, &mut tar).unwrap();
+    assert_eq!(info.lsn, second.lsn);
+    let (_dir2, db2) = mem_db();
+    let r = db2.import_snapshot(&mut &tar[..], "imported").unwrap();
+    assert_eq!(r.lsn(), second.lsn);
+    assert_eq!(r.count(None).unwrap() + 10, c.count(None).unwrap());
+
+    let blobs_before = store.list("docs/blobs/").unwrap().len();
+    let wal_before = store.list("docs/wal/").unwrap().len();
+    assert!(snapshots::delete(&store, "docs", "no-such-id").is_err());
+    let report = snapshots::delete(&store, "docs", &first.id).unwrap();
+    assert_eq!(report.snapshots, 1);
+    // Blobs the second snapshot uses stay; archived WAL before it goes.
+    assert_eq!(
+        store.list("docs/blobs/").unwrap().len(),
+        blobs_before - report.blobs
+    );
+    assert!(
+        report.wal_files >= 1 && store.list("docs/wal/").unwrap().len() < wal_before,
+        "{report:?}"
+    );
+    db2.restore(&store, "docs", &RestorePoint::Latest, "again")
+        .unwrap()
+        .verify()
+        .unwrap();
+    assert!(
+        db2.restore(&store, "docs", &RestorePoint::Snapshot(first.id), "gone")
+            .is_err()
+    );
+}
