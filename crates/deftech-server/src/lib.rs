@@ -12,6 +12,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod metrics;
+pub mod snapshot_cli;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -61,6 +62,8 @@ pub async fn run(
         db: OnceLock::new(),
         keys: auth::Keys::new(config.api_keys.clone()),
         metrics: metrics::Metrics::default(),
+        store: OnceLock::new(),
+        archivers: Default::default(),
         config,
     });
     let app = router(state.clone());
@@ -82,6 +85,13 @@ pub async fn run(
             let db = Database::open(&data)?;
             tracing::info!(data = %data.display(), collections = db.list_collections().len(), "database open");
             let _ = state.db.set(db);
+            let store = state
+                .config
+                .snapshots
+                .open_store(&data)
+                .map_err(ServerError::Config)?;
+            tracing::info!(store = store.location(), "snapshot store open");
+            let _ = state.store.set(store);
             Ok(())
         })
     };
@@ -99,7 +109,14 @@ pub async fn run(
     };
     tokio::spawn(listening);
 
+    let scheduler = tokio::spawn(api::snapshots_background(state.clone()));
     let served = serve(addr, &state.config, app, handle).await;
+    scheduler.abort();
+    // Last WAL shipment of every collection, then stop archiving.
+    let archivers = std::mem::take(&mut *state.archivers.lock().unwrap_or_else(|e| e.into_inner()));
+    if !archivers.is_empty() {
+        let _ = tokio::task::spawn_blocking(move || drop(archivers)).await;
+    }
     let opened = opener
         .await
         .map_err(|e| ServerError::Config(format!("opening task failed: {e}")))?;

@@ -4,6 +4,10 @@
 //! deftech serve [--config deftech.toml] [--data ./data] [--listen 127.0.0.1:6333]
 //!               [--api-key KEY] [--read-only-key KEY] [--tls-cert C --tls-key K]
 //!               [--allow-insecure-public]
+//! deftech snapshot create [COLLECTION...]       [--config F] [--data D] [--store DIR]
+//! deftech snapshot list [COLLECTION...]
+//! deftech snapshot restore COLLECTION [--snapshot ID | --lsn N | --time T] [--as NAME]
+//! deftech snapshot delete COLLECTION ID
 //! ```
 //!
 //! Flags override the configuration file; `DEFTECH_*` environment variables stand in for flags.
@@ -31,6 +35,130 @@ struct Cli {
 enum Command {
     /// Serve the REST API.
     Serve(ServeArgs),
+    /// Snapshots of a data folder (with the server stopped) in the configured store.
+    Snapshot(SnapshotArgs),
+}
+
+#[derive(clap::Args)]
+struct SnapshotArgs {
+    #[command(subcommand)]
+    action: SnapshotAction,
+    /// TOML configuration file (its data folder and [snapshots] store).
+    #[arg(long, env = "DEFTECH_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Database folder [default: ./data].
+    #[arg(long, env = "DEFTECH_DATA", global = true)]
+    data: Option<PathBuf>,
+    /// A local snapshot folder instead of the configured store.
+    #[arg(long, env = "DEFTECH_SNAPSHOT_DIR", global = true)]
+    store: Option<PathBuf>,
+    /// Log filter [default: info].
+    #[arg(long, env = "DEFTECH_LOG", default_value = "info", global = true)]
+    log: String,
+}
+
+#[derive(Subcommand)]
+enum SnapshotAction {
+    /// Snapshot collections (all by default): only files the store lacks are uploaded.
+    Create {
+        /// Collections to snapshot.
+        collections: Vec<String>,
+    },
+    /// List snapshots (of every collection in the store by default).
+    List {
+        /// Collections to list.
+        collections: Vec<String>,
+    },
+    /// Restore a collection: the newest snapshot, a given one, or a point in time (the newest
+    /// snapshot before it plus the archived WAL up to it). Replaces an existing collection only
+    /// once the whole restore has been verified.
+    Restore {
+        /// Collection (as named in the store).
+        collection: String,
+        /// Snapshot id (from `list`).
+        #[arg(long, conflicts_with_all = ["lsn", "time"])]
+        snapshot: Option<String>,
+        /// Every write up to this LSN.
+        #[arg(long, conflicts_with = "time")]
+        lsn: Option<u64>,
+        /// Every write up to this time: ms since 1970, or YYYY-MM-DDTHH:MM:SS (UTC).
+        #[arg(long)]
+        time: Option<String>,
+        /// Restore under another name.
+        #[arg(long = "as")]
+        as_name: Option<String>,
+    },
+    /// Delete a snapshot and the files only it used.
+    Delete {
+        /// Collection.
+        collection: String,
+        /// Snapshot id.
+        snapshot: String,
+    },
+}
+
+fn snapshot_command(args: SnapshotArgs) -> ExitCode {
+    use deftech_server::snapshot_cli::{Action, parse_time, run};
+    let mut config = match &args.config {
+        Some(path) => match ServerConfig::from_file(path) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => ServerConfig::default(),
+    };
+    if let Some(d) = args.data {
+        config.data = d;
+    }
+    if let Some(s) = args.store {
+        config.snapshots.path = Some(s);
+        config.snapshots.s3 = None;
+    }
+    let action = match args.action {
+        SnapshotAction::Create { collections } => Action::Create(collections),
+        SnapshotAction::List { collections } => Action::List(collections),
+        SnapshotAction::Delete {
+            collection,
+            snapshot,
+        } => Action::Delete {
+            collection,
+            id: snapshot,
+        },
+        SnapshotAction::Restore {
+            collection,
+            snapshot,
+            lsn,
+            time,
+            as_name,
+        } => {
+            let point = match (snapshot, lsn, time) {
+                (Some(id), _, _) => deftech_vec::RestorePoint::Snapshot(id),
+                (_, Some(l), _) => deftech_vec::RestorePoint::Lsn(l),
+                (_, _, Some(t)) => match parse_time(&t) {
+                    Ok(ms) => deftech_vec::RestorePoint::Time(ms),
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        return ExitCode::from(2);
+                    }
+                },
+                _ => deftech_vec::RestorePoint::Latest,
+            };
+            Action::Restore {
+                from: collection,
+                point,
+                name: as_name,
+            }
+        }
+    };
+    match run(&config, action, &mut std::io::stdout()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -136,7 +264,19 @@ async fn shutdown_signal() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Serve(args) = cli.command;
+    let args = match cli.command {
+        Command::Serve(args) => args,
+        Command::Snapshot(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_new(&args.log)
+                        .unwrap_or_else(|_| "info".into()),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            return snapshot_command(args);
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&args.log).unwrap_or_else(|_| "info".into()),

@@ -5,6 +5,9 @@ mod collections;
 pub(crate) mod convert;
 mod points;
 mod service;
+mod snapshots;
+
+pub(crate) use snapshots::{background as snapshots_background, iso_time};
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -31,6 +34,10 @@ pub struct AppState {
     pub config: ServerConfig,
     pub keys: Keys,
     pub metrics: Metrics,
+    /// The snapshot store, once opened.
+    pub store: OnceLock<Arc<dyn deftech_vec::ObjectStore>>,
+    /// WAL archivers per collection (with `snapshots.wal_archive`).
+    pub archivers: std::sync::Mutex<std::collections::HashMap<String, deftech_vec::WalArchiver>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -178,6 +185,12 @@ const READ_POSTS: [&str; 7] = [
     "/collections/{name}/points/count",
 ];
 
+const ADMIN_SNAPSHOT_ROUTES: [&str; 3] = [
+    "/collections/{name}/snapshots/recover",
+    "/collections/{name}/snapshots/upload",
+    "/collections/{name}/snapshots/{snapshot}",
+];
+
 const PUBLIC: [&str; 4] = ["/", "/healthz", "/livez", "/readyz"];
 
 /// The role a route needs.
@@ -191,6 +204,8 @@ pub(crate) fn required_role(method: &Method, route: &str) -> Option<Role> {
         Method::PUT | Method::DELETE | Method::PATCH if route == "/collections/{name}" => {
             Role::Admin
         }
+        // Replacing a collection from a snapshot, or deleting a snapshot.
+        _ if ADMIN_SNAPSHOT_ROUTES.contains(&route) => Role::Admin,
         _ => Role::ReadWrite,
     })
 }
@@ -301,6 +316,22 @@ pub fn router(state: Shared) -> Router {
         )
         .route("/collections/{name}/points/scroll", post(points::scroll))
         .route("/collections/{name}/points/count", post(points::count))
+        .route(
+            "/collections/{name}/snapshots",
+            get(snapshots::list).post(snapshots::create),
+        )
+        .route(
+            "/collections/{name}/snapshots/recover",
+            put(snapshots::recover),
+        )
+        .route(
+            "/collections/{name}/snapshots/upload",
+            post(snapshots::upload).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/collections/{name}/snapshots/{snapshot}",
+            get(snapshots::download).delete(snapshots::delete),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
         .fallback(not_found)

@@ -8,4 +8,5 @@ mod endpoints;
 mod errors;
 mod qdrant_client;
 mod shutdown;
+mod snapshots;
 mod tls;

@@ -166,6 +166,34 @@ def main():
         time.sleep(0.05)
     check(bool(client.retrieve(name, ids=[500])), "acknowledged write becomes visible")
 
+    # Snapshots: create, list, recover by name and from the download URL, upload, delete.
+    before = client.count(name).count
+    snap = client.create_snapshot(name, wait=True)
+    check(snap.name.endswith(".snapshot") and snap.size > 0, f"create_snapshot {snap}")
+    check([s.name for s in client.list_snapshots(name)] == [snap.name], "list_snapshots")
+    client.upsert(name, points=[models.PointStruct(id=900, vector=[1, 0, 0, 0])])
+    check(client.count(name).count == before + 1, "a write after the snapshot")
+    check(client.recover_snapshot(name, location=snap.name, wait=True), "recover_snapshot by name")
+    check(client.count(name).count == before, "recovered to the snapshot")
+    download = f"{URL}/collections/{name}/snapshots/{snap.name}"
+    if not URL.startswith("https"):
+        check(client.recover_snapshot(name + "_copy", location=download, api_key=KEY, wait=True),
+              "recover from a URL")
+        check(client.count(name + "_copy").count == before, "recovered copy")
+        client.delete_collection(name + "_copy")
+    import io
+    import urllib.request
+    req = urllib.request.Request(download, headers={"api-key": KEY} if KEY else {})
+    if not URL.startswith("https"):
+        tar = urllib.request.urlopen(req).read()
+        check(len(tar) > 1024, "download")
+        client.http.snapshots_api.recover_from_uploaded_snapshot(
+            collection_name=name + "_up", wait=True, snapshot=io.BytesIO(tar))
+        check(client.count(name + "_up").count == before, "uploaded snapshot")
+        client.delete_collection(name + "_up")
+    check(client.delete_snapshot(name, snap.name, wait=True), "delete_snapshot")
+    check(client.list_snapshots(name) == [], "no snapshots left")
+
     check(client.delete_collection(name), "delete_collection")
     check(not client.collection_exists(name), "deleted")
     incompatible = [w for w in caught if "incompatible" in str(w.message)]
