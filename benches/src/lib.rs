@@ -67,7 +67,8 @@ pub fn data_dir() -> PathBuf {
 /// `group` = id % 100, indexed), all in one sealed segment with its HNSW graph (m 16,
 /// ef_construct 100); built once under `data_dir()` and reused.
 pub fn sealed_collection(n: u64, dim: usize) -> std::io::Result<PathBuf> {
-    let path = data_dir().join(format!("sealed-hnsw-{n}x{dim}"));
+    // `v2`: WAL frames gained a timestamp (WAL magic version 2); older caches do not open.
+    let path = data_dir().join(format!("sealed-hnsw-v2-{n}x{dim}"));
     let marker = path.join("COMPLETE");
     if marker.exists() {
         return Ok(path);

@@ -487,7 +487,8 @@ pub(crate) async fn background(s: Shared) {
         if cfg.wal_archive {
             let names = db.list_collections();
             let mut a = s.archivers.lock().unwrap_or_else(|e| e.into_inner());
-            a.retain(|n, _| names.contains(n));
+            // Restored or re-created collections need a new archiver: the old one stopped.
+            a.retain(|n, arch| names.contains(n) && arch.is_running());
             for n in names {
                 if !a.contains_key(&n)
                     && let Ok(c) = db.collection(&n)

@@ -193,6 +193,12 @@ impl WalArchiver {
         self.failed.load(Ordering::SeqCst)
     }
 
+    /// False once the archiver has stopped by itself: its collection was dropped or replaced
+    /// (by a restore), after which a new archiver must be started for the new collection.
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
     /// Ships what is left and stops.
     pub fn stop(mut self) {
         self.shutdown();

@@ -112,8 +112,39 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    let d = Sha256::digest(bytes);
-    d.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Streams `src` into a new file `path` of `dir` (parents created) while hashing it, then
+/// syncs it; returns the size and the SHA-256. Read errors name `shown`.
+pub(crate) fn copy_hashed(
+    src: &mut dyn Read,
+    dir: &dyn Directory,
+    path: &Path,
+    shown: &str,
+) -> Result<(u64, String)> {
+    if let Some(parent) = path.parent() {
+        dir.create_dir_all(parent).at(&dir.describe(parent))?;
+    }
+    let mut out = dir.create(path).at(&dir.describe(path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = src.read(&mut buf).map_err(|e| Error::io(shown, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n]).at(&dir.describe(path))?;
+        total += n as u64;
+    }
+    out.sync().at(&dir.describe(path))?;
+    Ok((total, hex(&hasher.finalize())))
 }
 
 /// Checksums of collection files already hashed, by (relative path, length).
@@ -484,24 +515,7 @@ pub(crate) fn fetch(
         f.path
     );
     let mut r = store.get(&blob_key(collection, &f.sha256))?;
-    let mut out = dir.create(path).at(&dir.describe(path))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = r.read(&mut buf).map_err(|e| Error::io(&shown, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n]).at(&dir.describe(path))?;
-        total += n as u64;
-    }
-    let sha: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let (total, sha) = copy_hashed(&mut r, dir, path, &shown)?;
     if total != f.size || sha != f.sha256 {
         return Err(Error::corrupted(
             shown,
@@ -513,6 +527,5 @@ pub(crate) fn fetch(
             ),
         ));
     }
-    out.sync().at(&dir.describe(path))?;
     Ok(())
 }

@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-
-use super::{Capture, FORMAT_VERSION, FileRef, SnapshotInfo, SnapshotManifest, now_ms, sha256_hex};
+use super::{
+    Capture, FORMAT_VERSION, FileRef, SnapshotInfo, SnapshotManifest, copy_hashed, now_ms,
+    sha256_hex,
+};
 use crate::directory::{Directory, FileBytes};
 use crate::error::{Error, IoContext, Result};
 
@@ -222,34 +223,8 @@ pub(crate) fn read(
         // gigabytes), then checked; other files with the same content are copies of it.
         let shown = format!("tar entry {name}");
         let (first, rest) = targets.split_first().expect("at least one target");
-        let write_to = |f: &FileRef, src: &mut dyn Read| -> Result<(u64, String)> {
-            let path = staging.join(&f.path);
-            if let Some(parent) = path.parent() {
-                dir.create_dir_all(parent).at(&dir.describe(parent))?;
-            }
-            let mut out = dir.create(&path).at(&dir.describe(&path))?;
-            let mut hasher = Sha256::new();
-            let mut buf = vec![0u8; 1 << 20];
-            let mut total = 0u64;
-            loop {
-                let n = src.read(&mut buf).map_err(|e| io(&shown, e))?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buf[..n]);
-                out.write_all(&buf[..n]).at(&dir.describe(&path))?;
-                total += n as u64;
-            }
-            out.sync().at(&dir.describe(&path))?;
-            Ok((
-                total,
-                hasher
-                    .finalize()
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect(),
-            ))
-        };
+        let write_to =
+            |f: &FileRef, src: &mut dyn Read| copy_hashed(src, dir, &staging.join(&f.path), &shown);
         let (size, got) = write_to(first, &mut entry)?;
         if got != sha {
             return Err(Error::corrupted(

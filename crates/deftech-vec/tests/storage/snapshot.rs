@@ -234,6 +234,16 @@ fn background_archiver_ships_the_wal() {
         .restore(&*store, "docs", &RestorePoint::Lsn(last), "r")
         .unwrap();
     assert_eq!(r.count(None).unwrap(), 2490 + 50);
+    // Replacing the collection (a restore in place) stops its archiver by itself.
+    db.restore(&*store, "docs", &RestorePoint::Latest, "docs")
+        .unwrap();
+    for _ in 0..100 {
+        if !archiver.is_running() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!archiver.is_running());
     archiver.stop();
 }
 
