@@ -239,13 +239,9 @@ impl Database {
         let staging = self.staging(name, "restoring")?;
         let dir = &*self.inner.dir;
         let result = (|| {
-            for f in &snap.files {
-                let path = staging.join(&f.path);
-                if let Some(parent) = path.parent() {
-                    dir.create_dir_all(parent).at(&dir.describe(parent))?;
-                }
-                crate::snapshot::fetch(store, from, f, dir, &path)?;
-            }
+            crate::snapshot::parallel(&snap.files, crate::snapshot::TRANSFER_THREADS, |f| {
+                crate::snapshot::fetch(store, from, f, dir, &staging.join(&f.path))
+            })?;
             crate::snapshot::archive::extend_to(store, from, &snap, point, dir, &staging)?;
             Ok(())
         })();

@@ -147,6 +147,52 @@ pub(crate) fn copy_hashed(
     Ok((total, hex(&hasher.finalize())))
 }
 
+/// Concurrent transfers per snapshot or restore.
+pub(crate) const TRANSFER_THREADS: usize = 4;
+
+/// Runs `f` on every item with up to `threads` threads; results in item order, or the first
+/// error (the other threads stop taking new items).
+pub(crate) fn parallel<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let slots: Vec<Mutex<Option<Result<R>>>> = items.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..threads.clamp(1, items.len().max(1)) {
+            scope.spawn(|| {
+                while !failed.load(Ordering::SeqCst) {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(item) = items.get(i) else { break };
+                    let r = f(item);
+                    if r.is_err() {
+                        failed.store(true, Ordering::SeqCst);
+                    }
+                    *slots[i].lock() = Some(r);
+                }
+            });
+        }
+    });
+    let mut out = Vec::with_capacity(items.len());
+    let mut first_err = None;
+    for slot in slots {
+        match slot.into_inner() {
+            Some(Ok(r)) => out.push(r),
+            Some(Err(e)) => {
+                first_err.get_or_insert(e);
+            }
+            None => {}
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
 /// Checksums of collection files already hashed, by (relative path, length).
 pub(crate) type HashCache = parking_lot::Mutex<std::collections::HashMap<(PathBuf, u64), String>>;
 
@@ -179,9 +225,9 @@ pub(crate) fn upload(
     let _held = lock.lock();
     let created_at_ms = now_ms();
     let id = format!("{:020}-{created_at_ms}", capture.lsn);
-    let mut files = Vec::with_capacity(capture.files.len());
-    let (mut uploaded_files, mut uploaded_bytes, mut bytes) = (0, 0, 0);
-    for (rel, len) in &capture.files {
+    // Files are hashed and uploaded a few at a time: stores (S3 above all) are faster with
+    // several streams, and hashing uses more than one core.
+    let results = parallel(&capture.files, TRANSFER_THREADS, |(rel, len)| {
         let path = folder.join(rel);
         let data = dir.read(&path).at(&dir.describe(&path))?;
         let body = data.get(..*len as usize).ok_or_else(|| {
@@ -215,19 +261,28 @@ pub(crate) fn upload(
             }
         };
         let key = blob_key(collection, &sha);
-        if store.head(&key)? != Some(*len) {
+        let uploaded = store.head(&key)? != Some(*len);
+        if uploaded {
             store.put(&key, &mut &body[..], *len)?;
-            uploaded_files += 1;
-            uploaded_bytes += len;
         }
-        bytes += len;
-        files.push(FileRef {
+        let file = FileRef {
             path: rel
                 .to_string_lossy()
                 .replace(std::path::MAIN_SEPARATOR, "/"),
             sha256: sha,
             size: *len,
-        });
+        };
+        Ok((file, uploaded))
+    })?;
+    let (mut uploaded_files, mut uploaded_bytes, mut bytes) = (0, 0, 0);
+    let mut files = Vec::with_capacity(results.len());
+    for (f, uploaded) in results {
+        if uploaded {
+            uploaded_files += 1;
+            uploaded_bytes += f.size;
+        }
+        bytes += f.size;
+        files.push(f);
     }
     let snap = SnapshotManifest {
         format_version: FORMAT_VERSION,
