@@ -232,3 +232,16 @@ fn snapshots_incremental_and_point_in_time_through_s3() {
         .verify()
         .unwrap();
 }
+
+#[test]
+fn the_last_handle_may_drop_inside_an_async_context() {
+    // A server drops its store while its own runtime shuts down: that must not panic.
+    let server = start_server(&["snap"]);
+    let s = store(&server, "snap", "");
+    s.put("k", &mut &b"v"[..], 1).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move { drop(s) });
+}

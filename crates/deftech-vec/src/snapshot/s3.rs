@@ -111,11 +111,31 @@ impl S3Config {
     }
 }
 
+/// The store's private runtime. Dropped without waiting (`shutdown_background`): the last
+/// handle may go away inside some other async context (a server shutting down), where a
+/// blocking runtime drop would panic; nothing is in flight by then.
+struct Rt(Option<tokio::runtime::Runtime>);
+
+impl Drop for Rt {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl std::ops::Deref for Rt {
+    type Target = tokio::runtime::Runtime;
+    fn deref(&self) -> &tokio::runtime::Runtime {
+        self.0.as_ref().expect("the runtime lives until drop")
+    }
+}
+
 /// An S3 bucket (or a prefix in one) as an [`ObjectStore`].
 #[derive(Clone)]
 pub struct S3Store {
     client: Client,
-    rt: Arc<tokio::runtime::Runtime>,
+    rt: Arc<Rt>,
     config: Arc<S3Config>,
 }
 
@@ -156,7 +176,7 @@ impl S3Store {
             .enable_all()
             .build()
             .map_err(|e| Error::io("S3 client runtime", e))?;
-        let rt = Arc::new(rt);
+        let rt = Arc::new(Rt(Some(rt)));
         let c = config.clone();
         let client = run(&rt, async move {
             let mut loader = aws_config::defaults(BehaviorVersion::latest());
@@ -489,7 +509,7 @@ impl ObjectStore for S3Store {
 
 /// A streaming object body read chunk by chunk.
 struct S3Reader {
-    rt: Arc<tokio::runtime::Runtime>,
+    rt: Arc<Rt>,
     body: Option<ByteStream>,
     chunk: bytes::Bytes,
     shown: String,
