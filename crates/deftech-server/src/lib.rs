@@ -63,6 +63,7 @@ pub async fn run(
         keys: auth::Keys::new(config.api_keys.clone()),
         metrics: metrics::Metrics::default(),
         store: OnceLock::new(),
+        store_error: OnceLock::new(),
         archivers: Default::default(),
         config,
     });
@@ -85,13 +86,18 @@ pub async fn run(
             let db = Database::open(&data)?;
             tracing::info!(data = %data.display(), collections = db.list_collections().len(), "database open");
             let _ = state.db.set(db);
-            let store = state
-                .config
-                .snapshots
-                .open_store(&data)
-                .map_err(ServerError::Config)?;
-            tracing::info!(store = store.location(), "snapshot store open");
-            let _ = state.store.set(store);
+            // An unreachable snapshot store does not keep the database from serving: the
+            // snapshot endpoints answer 503 with the reason, which is also logged now.
+            match state.config.snapshots.open_store(&data) {
+                Ok(store) => {
+                    tracing::info!(store = store.location(), "snapshot store open");
+                    let _ = state.store.set(store);
+                }
+                Err(e) => {
+                    tracing::error!("snapshot store unavailable: {e}");
+                    let _ = state.store_error.set(e);
+                }
+            }
             Ok(())
         })
     };

@@ -36,6 +36,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The snapshot store, once opened.
     pub store: OnceLock<Arc<dyn deftech_vec::ObjectStore>>,
+    /// Why the snapshot store could not be opened.
+    pub store_error: OnceLock<String>,
     /// WAL archivers per collection (with `snapshots.wal_archive`).
     pub archivers: std::sync::Mutex<std::collections::HashMap<String, deftech_vec::WalArchiver>>,
 }

@@ -68,9 +68,13 @@ fn id_of(name: &str) -> Result<String, ApiError> {
 
 pub(crate) fn store(s: &Shared) -> Result<Arc<dyn ObjectStore>, ApiError> {
     s.store.get().cloned().ok_or_else(|| {
+        let why = s
+            .store_error
+            .get()
+            .map_or("it is still opening", String::as_str);
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "the snapshot store is not open",
+            format!("the snapshot store is not available: {why}"),
         )
     })
 }

@@ -351,3 +351,40 @@ fn command_line_snapshots_of_a_stopped_server() {
     let s2 = TestServer::start_with(|c| c.data = data.clone());
     assert_eq!(count(&s2, "copy"), 25);
 }
+
+#[test]
+fn an_unreachable_snapshot_store_is_reported_and_the_database_still_serves() {
+    let s = TestServer::start_with(|c| {
+        c.snapshots.s3 = Some(deftech_server::config::S3Settings {
+            bucket: "backups".into(),
+            region: Some("us-east-1".into()),
+            endpoint: Some("http://127.0.0.1:9".into()), // discard port: nothing listens
+            path_style: true,
+            access_key_id: Some("k".into()),
+            secret_access_key: Some("s".into()),
+            ..Default::default()
+        });
+    });
+    setup(&s, "c", 3);
+    let mut last = (0, Value::Null);
+    for _ in 0..300 {
+        last = s.call("POST", "/collections/c/snapshots", None);
+        if last.1["status"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("snapshots.s3"))
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(last.0, 503, "{}", last.1);
+    assert!(
+        last.1["status"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("s3://backups"),
+        "{}",
+        last.1
+    );
+    assert_eq!(count(&s, "c"), 3);
+}
