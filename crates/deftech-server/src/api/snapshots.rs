@@ -249,12 +249,15 @@ fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Imports a received tar file as collection `name`, checking `checksum` (SHA-256) first.
+/// Imports a tar file as collection `name`, checking `checksum` (SHA-256) first; a `received`
+/// file (downloaded or uploaded into `.incoming`) is deleted afterwards, a file that was already
+/// on the server is left alone.
 async fn import_file(
     s: &Shared,
     name: String,
     file: PathBuf,
     checksum: Option<String>,
+    received: bool,
 ) -> Result<(), ApiError> {
     use deftech_vec::Error as E;
     let db = s.db()?.clone();
@@ -279,7 +282,9 @@ async fn import_file(
             db.import_snapshot(&mut std::io::BufReader::new(f), &name)
                 .map(|_| ())
         })();
-        let _ = std::fs::remove_file(&file);
+        if received {
+            let _ = std::fs::remove_file(&file);
+        }
         result
     })
     .await
@@ -396,8 +401,8 @@ pub(crate) async fn recover(
         .await?;
         return Ok(ok(true, t));
     }
-    let file = incoming(&s)?.join(format!("recover-{}", uuid::Uuid::new_v4().simple()));
     if location.starts_with("http://") {
+        let file = incoming(&s)?.join(format!("recover-{}", uuid::Uuid::new_v4().simple()));
         let (url, dest) = (location.clone(), file.clone());
         tokio::task::spawn_blocking(move || http_get(&url, api_key.as_deref(), &dest))
             .await
@@ -406,7 +411,7 @@ pub(crate) async fn recover(
                 let _ = std::fs::remove_file(&file);
                 ApiError::bad_request(format!("location: {e}"))
             })?;
-        import_file(&s, name, file, checksum).await?;
+        import_file(&s, name, file, checksum, true).await?;
     } else {
         let path = PathBuf::from(location.strip_prefix("file://").unwrap_or(&location));
         if !path.is_file() {
@@ -415,9 +420,7 @@ pub(crate) async fn recover(
                 path.display()
             )));
         }
-        std::fs::copy(&path, &file)
-            .map_err(|e| ApiError::bad_request(format!("location: {}: {e}", path.display())))?;
-        import_file(&s, name, file, checksum).await?;
+        import_file(&s, name, path, checksum, false).await?;
     }
     Ok(ok(true, t))
 }
@@ -470,7 +473,7 @@ pub(crate) async fn upload(
             "snapshot: missing multipart field `snapshot`",
         ));
     }
-    import_file(&s, name, file, q.get("checksum").cloned()).await?;
+    import_file(&s, name, file, q.get("checksum").cloned(), true).await?;
     Ok(ok(true, t))
 }
 

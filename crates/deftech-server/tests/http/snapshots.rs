@@ -143,6 +143,10 @@ fn create_list_download_recover_upload_delete() {
         Some(json!({"location": url, "checksum": sha256_hex(&tar)})),
     );
     assert_eq!(count(&s, "e"), 30);
+    assert!(
+        path.exists(),
+        "a server-side file is read in place, not consumed"
+    );
 
     // Recover over HTTP from a download URL (here the server's own).
     let url = format!("http://{}/collections/c/snapshots/{name}", s.addr);
