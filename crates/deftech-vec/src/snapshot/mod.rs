@@ -69,6 +69,36 @@ pub(crate) struct SnapshotManifest {
     pub files: Vec<FileRef>,
 }
 
+impl FileRef {
+    fn new(rel: &Path, sha256: String, size: u64) -> FileRef {
+        let path = rel
+            .to_string_lossy()
+            .replace(std::path::MAIN_SEPARATOR, "/");
+        FileRef { path, sha256, size }
+    }
+}
+
+impl SnapshotManifest {
+    /// A new snapshot at `lsn` made of `files`, created now; its id sorts by LSN.
+    pub(crate) fn new(
+        collection: &str,
+        lsn: Lsn,
+        manifest: Manifest,
+        files: Vec<FileRef>,
+    ) -> SnapshotManifest {
+        let created_at_ms = now_ms();
+        SnapshotManifest {
+            format_version: FORMAT_VERSION,
+            id: format!("{lsn:020}-{created_at_ms}"),
+            collection: collection.to_owned(),
+            created_at_ms,
+            lsn,
+            manifest,
+            files,
+        }
+    }
+}
+
 /// What a snapshot is and what it cost.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[non_exhaustive]
@@ -223,8 +253,6 @@ pub(crate) fn upload(
 ) -> Result<SnapshotInfo> {
     let lock = store_lock(store, collection);
     let _held = lock.lock();
-    let created_at_ms = now_ms();
-    let id = format!("{:020}-{created_at_ms}", capture.lsn);
     // Files are hashed and uploaded a few at a time: stores (S3 above all) are faster with
     // several streams, and hashing uses more than one core.
     let results = parallel(&capture.files, TRANSFER_THREADS, |(rel, len)| {
@@ -265,53 +293,33 @@ pub(crate) fn upload(
         if uploaded {
             store.put(&key, &mut &body[..], *len)?;
         }
-        let file = FileRef {
-            path: rel
-                .to_string_lossy()
-                .replace(std::path::MAIN_SEPARATOR, "/"),
-            sha256: sha,
-            size: *len,
-        };
+        let file = FileRef::new(rel, sha, *len);
         Ok((file, uploaded))
     })?;
-    let (mut uploaded_files, mut uploaded_bytes, mut bytes) = (0, 0, 0);
+    let (mut uploaded_files, mut uploaded_bytes) = (0, 0);
     let mut files = Vec::with_capacity(results.len());
     for (f, uploaded) in results {
         if uploaded {
             uploaded_files += 1;
             uploaded_bytes += f.size;
         }
-        bytes += f.size;
         files.push(f);
     }
-    let snap = SnapshotManifest {
-        format_version: FORMAT_VERSION,
-        id: id.clone(),
-        collection: collection.to_owned(),
-        created_at_ms,
-        lsn: capture.lsn,
-        manifest: capture.manifest,
-        files,
-    };
+    let snap = SnapshotManifest::new(collection, capture.lsn, capture.manifest, files);
     let json = serde_json::to_vec_pretty(&snap).expect("snapshot manifest serializes");
     store.put(
-        &manifest_key(collection, &id),
+        &manifest_key(collection, &snap.id),
         &mut &json[..],
         json.len() as u64,
     )?;
     Ok(SnapshotInfo {
-        id,
-        collection: collection.to_owned(),
-        lsn: snap.lsn,
-        created_at_ms,
-        files: snap.files.len(),
-        bytes,
         uploaded_files,
         uploaded_bytes,
+        ..info_of(&snap)
     })
 }
 
-fn info_of(s: &SnapshotManifest) -> SnapshotInfo {
+pub(crate) fn info_of(s: &SnapshotManifest) -> SnapshotInfo {
     SnapshotInfo {
         id: s.id.clone(),
         collection: s.collection.clone(),

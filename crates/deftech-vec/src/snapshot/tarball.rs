@@ -8,8 +8,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use super::{
-    Capture, FORMAT_VERSION, FileRef, SnapshotInfo, SnapshotManifest, copy_hashed, now_ms,
-    sha256_hex,
+    Capture, FORMAT_VERSION, FileRef, SnapshotInfo, SnapshotManifest, copy_hashed, sha256_hex,
 };
 use crate::directory::{Directory, FileBytes};
 use crate::error::{Error, IoContext, Result};
@@ -26,11 +25,8 @@ pub(crate) fn write(
     capture: Capture,
     out: &mut dyn Write,
 ) -> Result<SnapshotInfo> {
-    let created_at_ms = now_ms();
-    let id = format!("{:020}-{created_at_ms}", capture.lsn);
     let mut refs = Vec::new();
     let mut bodies: Vec<(String, FileBytes, usize)> = Vec::new();
-    let mut bytes = 0;
     for (rel, len) in &capture.files {
         let path = folder.join(rel);
         let data = dir.read(&path).at(&dir.describe(&path))?;
@@ -42,24 +38,10 @@ pub(crate) fn write(
         if !bodies.iter().any(|(s, _, _)| *s == sha) {
             bodies.push((sha.clone(), data.clone(), len));
         }
-        bytes += len as u64;
-        refs.push(FileRef {
-            path: rel
-                .to_string_lossy()
-                .replace(std::path::MAIN_SEPARATOR, "/"),
-            sha256: sha,
-            size: len as u64,
-        });
+        refs.push(FileRef::new(rel, sha, len as u64));
     }
-    let snap = SnapshotManifest {
-        format_version: FORMAT_VERSION,
-        id: id.clone(),
-        collection: collection.to_owned(),
-        created_at_ms,
-        lsn: capture.lsn,
-        manifest: capture.manifest,
-        files: refs,
-    };
+    let snap = SnapshotManifest::new(collection, capture.lsn, capture.manifest, refs);
+    let created_at_ms = snap.created_at_ms;
     let json = serde_json::to_vec_pretty(&snap).expect("snapshot manifest serializes");
     let mut tar = tar::Builder::new(out);
     append(
@@ -80,14 +62,9 @@ pub(crate) fn write(
     }
     tar.finish().map_err(|e| io("tar stream", e))?;
     Ok(SnapshotInfo {
-        id,
-        collection: collection.to_owned(),
-        lsn: snap.lsn,
-        created_at_ms,
-        files: snap.files.len(),
-        bytes,
         uploaded_files: bodies.len(),
         uploaded_bytes: bodies.iter().map(|b| b.2 as u64).sum(),
+        ..super::info_of(&snap)
     })
 }
 
