@@ -117,17 +117,16 @@ pub(crate) async fn delete(
     let t = Instant::now();
     let id = id_of(&snapshot)?;
     let store = store(&s)?;
-    let exists = {
-        let (store, name, id) = (store.clone(), name.clone(), id.clone());
-        blocking(move || Ok(snapshots::list(&*store, &name)?.iter().any(|s| s.id == id))).await?
-    };
-    if !exists {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("Not found: snapshot {snapshot} of {name}"),
-        ));
-    }
-    blocking(move || snapshots::delete(&*store, &name, &id)).await?;
+    // The library checks that the snapshot exists (under the store's lock); that is a 404 here.
+    blocking(move || snapshots::delete(&*store, &name, &id))
+        .await
+        .map_err(|mut e| {
+            if e.status == StatusCode::BAD_REQUEST {
+                e.status = StatusCode::NOT_FOUND;
+                e.message = format!("Not found: {}", e.message);
+            }
+            e
+        })?;
     Ok(ok(true, t))
 }
 
