@@ -17,6 +17,10 @@ use deftech_vec::{AnyValues, Condition, Filter, Range};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+/// The releasability group of an answer whose cited documents share no group: no user holds
+/// it, so the answer is releasable to no one.
+pub const RELEASABLE_TO_NONE: &str = "(none)";
+
 /// Classification levels, ordered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -75,6 +79,28 @@ impl Label {
         json!({"level": self.level.rank(), "compartments": self.compartments, "groups": self.groups})
     }
 
+    /// Reads a label written by [`Label::to_payload`]; `None` when it is missing or malformed
+    /// (such a chunk is treated as unreadable).
+    pub fn from_payload(v: &Value) -> Option<Label> {
+        let rank = v.get("level")?.as_i64()?;
+        let level = *Level::ALL.iter().find(|l| l.rank() == rank)?;
+        let set = |k: &str| -> Option<BTreeSet<String>> {
+            match v.get(k) {
+                None | Some(Value::Null) => Some(BTreeSet::new()),
+                Some(a) => a
+                    .as_array()?
+                    .iter()
+                    .map(|x| x.as_str().map(str::to_owned))
+                    .collect(),
+            }
+        };
+        Some(Label {
+            level,
+            compartments: set("compartments")?,
+            groups: set("groups")?,
+        })
+    }
+
     /// The least upper bound of labels (an answer citing them carries it): the highest level,
     /// every compartment, and the groups every cited document is releasable to (a document
     /// without groups does not restrict). `None` for no labels.
@@ -89,7 +115,17 @@ impl Label {
                     acc.groups = match (acc.groups.is_empty(), l.groups.is_empty()) {
                         (true, _) => l.groups.clone(),
                         (false, true) => acc.groups,
-                        (false, false) => acc.groups.intersection(&l.groups).cloned().collect(),
+                        (false, false) => {
+                            let common: BTreeSet<String> =
+                                acc.groups.intersection(&l.groups).cloned().collect();
+                            // Disjoint groups: releasable to no one (an empty set would mean
+                            // "to every cleared reader").
+                            if common.is_empty() {
+                                [RELEASABLE_TO_NONE.to_owned()].into()
+                            } else {
+                                common
+                            }
+                        }
                     };
                     acc
                 }
@@ -228,6 +264,18 @@ mod tests {
         assert_eq!(l.compartments, ["SI".to_owned(), "TK".to_owned()].into());
         assert_eq!(l.groups, ["GBR".to_owned()].into());
         assert_eq!(Label::lub([]), None);
+        let usa = Label {
+            groups: ["USA".into()].into(),
+            ..Label::new(Level::Cui)
+        };
+        let gbr = Label {
+            groups: ["GBR".into()].into(),
+            ..Label::new(Level::Cui)
+        };
+        assert_eq!(
+            Label::lub([&usa, &gbr]).unwrap().groups,
+            [RELEASABLE_TO_NONE.to_owned()].into()
+        );
     }
 
     proptest! {

@@ -1,12 +1,40 @@
 //! # deftech-rag
 //!
-//! The in-process RAG orchestrator over `deftech-vec`. Built so far: access control by
-//! classification label ([`access`]: the rule and the search filter that enforces it inside the
-//! engine), the tamper-evident audit log ([`audit`]), structure-aware chunking ([`chunk`]) and
-//! the chunk store over deftech-vec with idempotent re-ingest ([`store`]). Embedders, keyword
-//! retrieval and fusion, generation and the assistant API come next.
+//! The in-process RAG orchestrator over `deftech-vec`: ingest documents, answer questions with
+//! citations under the asker's clearance, and keep an audit trail an assessor accepts.
+//!
+//! - [`Assistant`] (built with [`Assistant::builder`]): `ingest`, `ingest_dir`,
+//!   `delete_document`, `ask`, `ask_stream`;
+//! - [`access`]: labels, clearances, and the rule as a search filter (enforced inside both
+//!   searches, checked again before the prompt);
+//! - [`chunk`] and [`ingest`]: structure-aware chunking of text, Markdown, reStructuredText,
+//!   HTML and PDF;
+//! - [`embed`], [`rerank`], [`generate`], [`sagemaker`]: model backends (Cohere, SageMaker,
+//!   OpenAI-compatible, local candle, extractive);
+//! - [`store`] (dense, deftech-vec) and [`keyword`] (BM25, tantivy), fused by [`rrf`];
+//! - [`audit`] and [`sink`]: the hash-chained log and the PostgreSQL table;
+//! - [`api`]: the HTTP API (`POST /v1/ask`, `POST /v1/documents`).
 
 pub mod access;
+pub mod api;
+pub mod assistant;
 pub mod audit;
 pub mod chunk;
+pub mod client;
+pub mod embed;
+pub mod error;
+pub mod generate;
+pub mod ingest;
+pub mod keyword;
+pub mod rerank;
+pub mod sagemaker;
+pub mod sink;
 pub mod store;
+
+pub use access::{Label, Level, User};
+pub use assistant::{
+    Answer, Assistant, AssistantBuilder, Citation, IngestReport, Ingested, Limits, Retrieval,
+    Retrieved, Timings, rrf,
+};
+pub use error::{Error, Result};
+pub use ingest::Document;

@@ -78,7 +78,7 @@ fn stale_filter(doc_id: &str, hash: &str) -> Filter {
 
 /// A chunk's point id: a UUID from the document id, its content hash and the chunk index, so
 /// that re-writing the same version is idempotent and versions never collide.
-fn chunk_id(doc_id: &str, hash: &str, index: usize) -> PointId {
+pub fn chunk_id(doc_id: &str, hash: &str, index: usize) -> PointId {
     let d = Sha256::new()
         .chain_update(doc_id)
         .chain_update([0])

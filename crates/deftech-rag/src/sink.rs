@@ -1,0 +1,187 @@
+//! Where audit records go: the hash-chained log file ([`crate::audit`]) and, when configured,
+//! a PostgreSQL table that only accepts inserts.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use serde_json::Value;
+
+use crate::audit::AuditLog;
+use crate::error::{Error, Result};
+
+/// A destination for audit records.
+pub trait AuditSink: Send + Sync + std::fmt::Debug {
+    /// Name, for errors.
+    fn name(&self) -> String;
+    /// Stores one record durably before returning.
+    fn append(&self, event: &Value) -> Result<()>;
+}
+
+/// The hash-chained, fsynced log file.
+#[derive(Debug)]
+pub struct FileSink {
+    log: Mutex<AuditLog>,
+    name: String,
+}
+
+impl FileSink {
+    /// Opens (or creates) the log at `path`.
+    pub fn open(path: &Path) -> Result<FileSink> {
+        Ok(FileSink {
+            log: Mutex::new(AuditLog::open(path)?),
+            name: path.display().to_string(),
+        })
+    }
+}
+
+impl AuditSink for FileSink {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn append(&self, event: &Value) -> Result<()> {
+        self.log.lock().append(event.clone())?;
+        Ok(())
+    }
+}
+
+/// An append-only PostgreSQL table. The sink creates it if needed:
+///
+/// ```sql
+/// CREATE TABLE deftech_audit (
+///     seq bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(),
+///     action text NOT NULL, user_id text, outcome text, event jsonb NOT NULL);
+/// ```
+///
+/// with a trigger that rejects `UPDATE`, `DELETE` and `TRUNCATE`, so even the writing role
+/// cannot rewrite history (grant the application role `INSERT` and `SELECT` only for defence
+/// in depth).
+pub struct PostgresSink {
+    client: Mutex<postgres::Client>,
+    table: String,
+    target: String,
+}
+
+impl std::fmt::Debug for PostgresSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresSink")
+            .field("table", &self.table)
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+fn pg_error(target: &str, e: impl std::fmt::Display) -> Error {
+    Error::Audit(format!("postgres {target}: {e}"))
+}
+
+impl PostgresSink {
+    /// Connects with a libpq-style string (`host=… port=… user=… dbname=…`, no TLS: use it
+    /// inside the VPC or through a local proxy) and prepares `table`.
+    pub fn connect(params: &str, table: &str) -> Result<PostgresSink> {
+        if table.is_empty() || !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(Error::Invalid {
+                field: "audit table",
+                reason: format!("{table:?}: use letters, digits and underscores"),
+            });
+        }
+        // The password, if any, stays out of error messages.
+        let target: String = params
+            .split_whitespace()
+            .filter(|kv| !kv.starts_with("password"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut client =
+            postgres::Client::connect(params, postgres::NoTls).map_err(|e| pg_error(&target, e))?;
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {table} (
+                    seq bigserial PRIMARY KEY,
+                    at timestamptz NOT NULL DEFAULT now(),
+                    action text NOT NULL,
+                    user_id text,
+                    outcome text,
+                    event jsonb NOT NULL);
+                CREATE OR REPLACE FUNCTION {table}_append_only() RETURNS trigger AS $$
+                BEGIN RAISE EXCEPTION '{table} is append-only'; END $$ LANGUAGE plpgsql;
+                DROP TRIGGER IF EXISTS {table}_no_update ON {table};
+                CREATE TRIGGER {table}_no_update BEFORE UPDATE OR DELETE ON {table}
+                    FOR EACH ROW EXECUTE FUNCTION {table}_append_only();
+                DROP TRIGGER IF EXISTS {table}_no_truncate ON {table};
+                CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table}
+                    FOR EACH STATEMENT EXECUTE FUNCTION {table}_append_only();"
+            ))
+            .map_err(|e| pg_error(&target, e))?;
+        Ok(PostgresSink {
+            client: Mutex::new(client),
+            table: table.to_owned(),
+            target,
+        })
+    }
+}
+
+impl AuditSink for PostgresSink {
+    fn name(&self) -> String {
+        format!("postgres {} {}", self.target, self.table)
+    }
+    fn append(&self, event: &Value) -> Result<()> {
+        let text = |k: &str| event.get(k).and_then(Value::as_str).map(str::to_owned);
+        let user = event
+            .get("user")
+            .and_then(|u| u.get("id"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let json = serde_json::to_string(event).expect("JSON values serialize");
+        self.client
+            .lock()
+            .execute(
+                &format!(
+                    "INSERT INTO {} (action, user_id, outcome, event) VALUES ($1, $2, $3, $4::text::jsonb)",
+                    self.table
+                ),
+                &[&text("action").unwrap_or_default(), &user, &text("outcome"), &json],
+            )
+            .map_err(|e| pg_error(&self.target, e))?;
+        Ok(())
+    }
+}
+
+/// `t` as RFC 3339 UTC with milliseconds (`2026-11-26T01:02:03.456Z`).
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil-from-days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        // 2024-02-29T12:34:56.789Z (a leap day).
+        let t = UNIX_EPOCH + Duration::from_millis(1_709_210_096_789);
+        assert_eq!(rfc3339(t), "2024-02-29T12:34:56.789Z");
+        let t = UNIX_EPOCH + Duration::from_secs(1_798_761_599);
+        assert_eq!(rfc3339(t), "2026-12-31T23:59:59.000Z");
+    }
+}
