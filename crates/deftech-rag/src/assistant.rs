@@ -143,6 +143,9 @@ pub struct Citation {
     pub location: String,
     /// The sentence of the chunk that supports the claim.
     pub quote: String,
+    /// The chunk's number among the passages given to the generator (from 1; what `[n]`
+    /// markers in the answer refer to).
+    pub number: usize,
     /// Byte range of the claim in the answer text.
     pub span: (usize, usize),
     /// The chunk's retrieval score.
@@ -912,6 +915,7 @@ impl Assistant {
                             title: r.title.clone(),
                             location: r.location.clone(),
                             quote: best_quote(&r.text, claim),
+                            number: p + 1,
                             span: (c.start, c.end),
                             score: r.score,
                             label: r.label.clone(),

@@ -474,32 +474,48 @@ impl Generator for OpenAiChat {
     }
 }
 
-/// Splits text into sentences (byte ranges), at `.`, `!` or `?` followed by white space, and at
-/// blank lines.
+/// Splits text into sentences (byte ranges): at `.`, `!` or `?` followed by white space, at
+/// blank lines, and before list items and headings.
 pub fn sentences(text: &str) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    let mut start = 0;
     let b = text.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        let end_here = (matches!(b[i], b'.' | b'!' | b'?')
-            && b.get(i + 1).is_none_or(|c| c.is_ascii_whitespace()))
-            || (b[i] == b'\n' && b.get(i + 1) == Some(&b'\n'));
-        if end_here {
-            let s = &text[start..=i];
-            if !s.trim().is_empty() {
-                let lead = s.len() - s.trim_start().len();
-                out.push((start + lead, start + s.trim_end().len()));
-            }
+    let starts_block = |i: usize| {
+        // `i` is just after a newline: a list item or a heading starts here?
+        let rest = text[i..].trim_start_matches([' ', '\t']);
+        rest.starts_with("- ")
+            || rest.starts_with("* ")
+            || rest.starts_with('#')
+            || rest
+                .split_once(". ")
+                .is_some_and(|(n, _)| !n.is_empty() && n.len() <= 3 && n.bytes().all(|c| c.is_ascii_digit()))
+    };
+    let mut out = Vec::new();
+    let mut push = |from: usize, to: usize| {
+        let s = &text[from..to];
+        if !s.trim().is_empty() {
+            let lead = s.len() - s.trim_start().len();
+            out.push((from + lead, from + s.trim_end().len()));
+        }
+    };
+    let mut start = 0;
+    for i in 0..b.len() {
+        // `2. step`: the number of a list item ends no sentence.
+        let item_number = || {
+            let line = &text[text[..i].rfind('\n').map_or(0, |n| n + 1)..i];
+            let t = line.trim_start();
+            !t.is_empty() && t.len() <= 3 && t.bytes().all(|c| c.is_ascii_digit())
+        };
+        if matches!(b[i], b'.' | b'!' | b'?')
+            && b.get(i + 1).is_none_or(|c| c.is_ascii_whitespace())
+            && !item_number()
+        {
+            push(start, i + 1);
+            start = i + 1;
+        } else if b[i] == b'\n' && (b.get(i + 1) == Some(&b'\n') || (i + 1 < b.len() && starts_block(i + 1))) {
+            push(start, i);
             start = i + 1;
         }
-        i += 1;
     }
-    let s = &text[start..];
-    if !s.trim().is_empty() {
-        let lead = s.len() - s.trim_start().len();
-        out.push((start + lead, start + s.trim_end().len()));
-    }
+    push(start, b.len());
     out
 }
 
@@ -548,7 +564,8 @@ impl Generator for Extractive {
             for (s, e) in sentences(&p.text) {
                 let sentence = p.text[s..e].trim();
                 // Headings and fragments make poor answers.
-                if sentence.split_whitespace().count() < 4 || sentence.starts_with('#') {
+                let words = sentence.split_whitespace().count();
+                if !(4..=80).contains(&words) || sentence.starts_with('#') {
                     continue;
                 }
                 let overlap = terms(sentence).intersection(&want).count();
@@ -571,7 +588,8 @@ impl Generator for Extractive {
                 text.push(' ');
             }
             let start = text.len();
-            text.push_str(sentence);
+            let sentence = sentence.trim_start_matches(['-', '*', ' ']);
+            text.push_str(&sentence.split_whitespace().collect::<Vec<_>>().join(" "));
             citations.push(Cited {
                 start,
                 end: text.len(),
@@ -650,9 +668,9 @@ mod tests {
 
     #[test]
     fn sentences_and_quotes() {
-        let t = "First one. Second one? Third\n\nFourth";
+        let t = "First one. Second one? Third\n\nFourth\n- item one\n- item two\n2. step";
         let s: Vec<&str> = sentences(t).into_iter().map(|(a, b)| &t[a..b]).collect();
-        assert_eq!(s, ["First one.", "Second one?", "Third", "Fourth"]);
+        assert_eq!(s, ["First one.", "Second one?", "Third", "Fourth", "- item one", "- item two", "2. step"]);
         assert_eq!(best_quote(t, "the second"), "Second one?");
     }
 }
