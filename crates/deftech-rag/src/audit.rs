@@ -332,9 +332,13 @@ mod tests {
         assert_eq!(r.seq, 5);
         assert_eq!(r.prev, s.last_hash);
         // Floats survive the trip through the file bit for bit (scores, latencies).
-        let floats: Vec<f64> = (1..200).map(|i| 1.0 / f64::from(i) + f64::from(i) * 1e-7).collect();
-        log.append(json!({"action": "ask", "scores": floats, "ms": 60.31234567891234, "f32": 0.1f32}))
-            .unwrap();
+        let floats: Vec<f64> = (1..200)
+            .map(|i| 1.0 / f64::from(i) + f64::from(i) * 1e-7)
+            .collect();
+        log.append(
+            json!({"action": "ask", "scores": floats, "ms": 60.31234567891234, "f32": 0.1f32}),
+        )
+        .unwrap();
         assert_eq!(verify(&path).unwrap().records, 7);
     }
 

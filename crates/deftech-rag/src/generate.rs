@@ -484,9 +484,9 @@ pub fn sentences(text: &str) -> Vec<(usize, usize)> {
         rest.starts_with("- ")
             || rest.starts_with("* ")
             || rest.starts_with('#')
-            || rest
-                .split_once(". ")
-                .is_some_and(|(n, _)| !n.is_empty() && n.len() <= 3 && n.bytes().all(|c| c.is_ascii_digit()))
+            || rest.split_once(". ").is_some_and(|(n, _)| {
+                !n.is_empty() && n.len() <= 3 && n.bytes().all(|c| c.is_ascii_digit())
+            })
     };
     let mut out = Vec::new();
     let mut push = |from: usize, to: usize| {
@@ -510,7 +510,9 @@ pub fn sentences(text: &str) -> Vec<(usize, usize)> {
         {
             push(start, i + 1);
             start = i + 1;
-        } else if b[i] == b'\n' && (b.get(i + 1) == Some(&b'\n') || (i + 1 < b.len() && starts_block(i + 1))) {
+        } else if b[i] == b'\n'
+            && (b.get(i + 1) == Some(&b'\n') || (i + 1 < b.len() && starts_block(i + 1)))
+        {
             push(start, i);
             start = i + 1;
         }
@@ -670,7 +672,18 @@ mod tests {
     fn sentences_and_quotes() {
         let t = "First one. Second one? Third\n\nFourth\n- item one\n- item two\n2. step";
         let s: Vec<&str> = sentences(t).into_iter().map(|(a, b)| &t[a..b]).collect();
-        assert_eq!(s, ["First one.", "Second one?", "Third", "Fourth", "- item one", "- item two", "2. step"]);
+        assert_eq!(
+            s,
+            [
+                "First one.",
+                "Second one?",
+                "Third",
+                "Fourth",
+                "- item one",
+                "- item two",
+                "2. step"
+            ]
+        );
         assert_eq!(best_quote(t, "the second"), "Second one?");
     }
 }

@@ -16,7 +16,11 @@ use deftech_rag::sink::PostgresSink;
 use deftech_rag::{Answer, Assistant, Label, Level, User, audit};
 
 #[derive(Parser, Debug)]
-#[command(name = "deftech-rag", version, about = "Retrieval-augmented answers with citations, under clearance, audited.")]
+#[command(
+    name = "deftech-rag",
+    version,
+    about = "Retrieval-augmented answers with citations, under clearance, audited."
+)]
 struct Cli {
     #[command(flatten)]
     backends: Backends,
@@ -27,28 +31,60 @@ struct Cli {
 #[derive(Args, Debug)]
 struct Backends {
     /// Data folder (vectors, keyword index, audit log).
-    #[arg(long, global = true, env = "DEFTECH_RAG_DATA", default_value = "./rag-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "DEFTECH_RAG_DATA",
+        default_value = "./rag-data"
+    )]
     data: PathBuf,
     /// Embedding backend.
-    #[arg(long, global = true, value_enum, env = "DEFTECH_RAG_EMBEDDER", default_value = "local")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "DEFTECH_RAG_EMBEDDER",
+        default_value = "local"
+    )]
     embedder: EmbedderKind,
     /// Folder of the local model (scripts/fetch-model puts it there).
     #[arg(long, global = true, env = "DEFTECH_MODEL_DIR")]
     model_dir: Option<PathBuf>,
     /// Embedding model name (cohere, openai).
-    #[arg(long, global = true, env = "DEFTECH_RAG_EMBED_MODEL", default_value = "embed-english-v3.0")]
+    #[arg(
+        long,
+        global = true,
+        env = "DEFTECH_RAG_EMBED_MODEL",
+        default_value = "embed-english-v3.0"
+    )]
     embed_model: String,
     /// Embedding dimension (cohere, openai, hash).
-    #[arg(long, global = true, env = "DEFTECH_RAG_EMBED_DIM", default_value_t = 1024)]
+    #[arg(
+        long,
+        global = true,
+        env = "DEFTECH_RAG_EMBED_DIM",
+        default_value_t = 1024
+    )]
     embed_dim: usize,
     /// Base URL of the embedding service (cohere: https://api.cohere.com; openai: without /v1).
     #[arg(long, global = true, env = "DEFTECH_RAG_EMBED_URL")]
     embed_url: Option<String>,
     /// Generator: extractive (no model), cohere (Chat v2) or openai (chat completions).
-    #[arg(long, global = true, value_enum, env = "DEFTECH_RAG_GENERATOR", default_value = "extractive")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "DEFTECH_RAG_GENERATOR",
+        default_value = "extractive"
+    )]
     generator: GeneratorKind,
     /// Chat model name.
-    #[arg(long, global = true, env = "DEFTECH_RAG_CHAT_MODEL", default_value = "command-r-plus-08-2024")]
+    #[arg(
+        long,
+        global = true,
+        env = "DEFTECH_RAG_CHAT_MODEL",
+        default_value = "command-r-plus-08-2024"
+    )]
     chat_model: String,
     /// Base URL of the chat service.
     #[arg(long, global = true, env = "DEFTECH_RAG_CHAT_URL")]
@@ -63,7 +99,12 @@ struct Backends {
     #[arg(long, global = true, env = "OPENAI_API_KEY", hide_env_values = true)]
     openai_api_key: Option<String>,
     /// Also write audit records to PostgreSQL (libpq connection string).
-    #[arg(long, global = true, env = "DEFTECH_RAG_AUDIT_POSTGRES", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "DEFTECH_RAG_AUDIT_POSTGRES",
+        hide_env_values = true
+    )]
     audit_postgres: Option<String>,
     /// Serve requests even when an audit record cannot be written (default: fail closed).
     #[arg(long, global = true)]
@@ -210,7 +251,10 @@ fn embedder(b: &Backends) -> Result<Arc<dyn Embedder>, AnyError> {
             local_embedder(dir)?
         }
         EmbedderKind::Cohere => {
-            let key = b.cohere_api_key.as_deref().ok_or("--embedder cohere needs COHERE_API_KEY")?;
+            let key = b
+                .cohere_api_key
+                .as_deref()
+                .ok_or("--embedder cohere needs COHERE_API_KEY")?;
             let mut e = CohereEmbedder::new(key, &b.embed_model, b.embed_dim);
             if let Some(url) = &b.embed_url {
                 e = e.with_client(HttpClient::new("cohere embed", url).bearer(key));
@@ -218,7 +262,10 @@ fn embedder(b: &Backends) -> Result<Arc<dyn Embedder>, AnyError> {
             Arc::new(e)
         }
         EmbedderKind::Openai => {
-            let url = b.embed_url.as_deref().ok_or("--embedder openai needs --embed-url")?;
+            let url = b
+                .embed_url
+                .as_deref()
+                .ok_or("--embedder openai needs --embed-url")?;
             let mut client = HttpClient::new("openai embed", url);
             if let Some(key) = &b.openai_api_key {
                 client = client.bearer(key);
@@ -246,7 +293,10 @@ fn assistant(b: &Backends) -> Result<Assistant, AnyError> {
     match b.generator {
         GeneratorKind::Extractive => {}
         GeneratorKind::Cohere => {
-            let key = b.cohere_api_key.as_deref().ok_or("--generator cohere needs COHERE_API_KEY")?;
+            let key = b
+                .cohere_api_key
+                .as_deref()
+                .ok_or("--generator cohere needs COHERE_API_KEY")?;
             let mut g = CohereChat::new(key, &b.chat_model);
             if let Some(url) = &b.chat_url {
                 g = g.with_client(
@@ -258,7 +308,10 @@ fn assistant(b: &Backends) -> Result<Assistant, AnyError> {
             builder = builder.generator(Arc::new(g) as Arc<dyn Generator>);
         }
         GeneratorKind::Openai => {
-            let url = b.chat_url.as_deref().ok_or("--generator openai needs --chat-url")?;
+            let url = b
+                .chat_url
+                .as_deref()
+                .ok_or("--generator openai needs --chat-url")?;
             let mut client = HttpClient::new("openai chat", url).timeout(Duration::from_secs(180));
             if let Some(key) = &b.openai_api_key {
                 client = client.bearer(key);
@@ -267,7 +320,10 @@ fn assistant(b: &Backends) -> Result<Assistant, AnyError> {
         }
     }
     if let Some(model) = &b.rerank_model {
-        let key = b.cohere_api_key.as_deref().ok_or("--rerank-model needs COHERE_API_KEY")?;
+        let key = b
+            .cohere_api_key
+            .as_deref()
+            .ok_or("--rerank-model needs COHERE_API_KEY")?;
         builder = builder.reranker(Arc::new(CohereReranker::new(key, model)));
     }
     if let Some(pg) = &b.audit_postgres {
@@ -296,7 +352,10 @@ fn print_answer(out: &mut impl Write, a: &Answer, text_already: bool) -> std::io
         marking.push_str(&format!("//{c}"));
     }
     if !l.groups.is_empty() {
-        marking.push_str(&format!("//REL TO {}", l.groups.iter().cloned().collect::<Vec<_>>().join(", ")));
+        marking.push_str(&format!(
+            "//REL TO {}",
+            l.groups.iter().cloned().collect::<Vec<_>>().join(", ")
+        ));
     }
     writeln!(out, "\nClassification: {marking}")?;
     if !a.citations.is_empty() {
@@ -304,9 +363,21 @@ fn print_answer(out: &mut impl Write, a: &Answer, text_already: bool) -> std::io
         let mut seen = BTreeSet::new();
         for c in &a.citations {
             if seen.insert(&c.chunk) {
-                let location = if c.location.is_empty() { String::new() } else { format!(" — {}", c.location) };
-                writeln!(out, "  [{}] {}{location} ({})", c.number, c.title, c.document)?;
-                writeln!(out, "      \"{}\"", c.quote.split_whitespace().collect::<Vec<_>>().join(" "))?;
+                let location = if c.location.is_empty() {
+                    String::new()
+                } else {
+                    format!(" — {}", c.location)
+                };
+                writeln!(
+                    out,
+                    "  [{}] {}{location} ({})",
+                    c.number, c.title, c.document
+                )?;
+                writeln!(
+                    out,
+                    "      \"{}\"",
+                    c.quote.split_whitespace().collect::<Vec<_>>().join(" ")
+                )?;
             }
         }
     }
@@ -387,7 +458,11 @@ fn run(cli: Cli) -> Result<(), AnyError> {
         Command::Delete { id } => {
             let a = assistant(&cli.backends)?;
             let deleted = a.delete_document(&id)?;
-            writeln!(out, "{id}: {}", if deleted { "deleted" } else { "not stored" })?;
+            writeln!(
+                out,
+                "{id}: {}",
+                if deleted { "deleted" } else { "not stored" }
+            )?;
         }
         Command::Audit {
             command: AuditCommand::Verify { log },
@@ -405,7 +480,9 @@ fn run(cli: Cli) -> Result<(), AnyError> {
         Command::Serve { listen, users } => {
             let users = Users::load(&users)?;
             let a = Arc::new(assistant(&cli.backends)?);
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(&listen).await?;
                 tracing::info!("listening on {}", listener.local_addr()?);
@@ -423,7 +500,8 @@ fn run(cli: Cli) -> Result<(), AnyError> {
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tantivy=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tantivy=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();

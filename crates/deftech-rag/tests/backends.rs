@@ -57,13 +57,21 @@ fn cohere_embed_reply(req: &common::Request, dim: usize) -> Reply {
 #[test]
 fn cohere_embed_batches_of_96_with_input_types() {
     let s = TestServer::start(|req, _| cohere_embed_reply(req, 8));
-    let e = CohereEmbedder::new("test-key", "embed-english-v3.0", 8).with_client(client("cohere embed", &s));
+    let e = CohereEmbedder::new("test-key", "embed-english-v3.0", 8)
+        .with_client(client("cohere embed", &s));
     let v = embed_all(&e, &texts(200), InputKind::Document).unwrap();
     assert_eq!(v.len(), 200);
-    assert_eq!(v[101][0], (5 * 8) as f32 / 1000.0, "vectors stay in order across batches");
+    assert_eq!(
+        v[101][0],
+        (5 * 8) as f32 / 1000.0,
+        "vectors stay in order across batches"
+    );
     let reqs = s.requests();
     assert_eq!(reqs.len(), 3);
-    let sizes: Vec<usize> = reqs.iter().map(|r| r.body["texts"].as_array().unwrap().len()).collect();
+    let sizes: Vec<usize> = reqs
+        .iter()
+        .map(|r| r.body["texts"].as_array().unwrap().len())
+        .collect();
     assert_eq!(sizes, [96, 96, 8]);
     let r = &reqs[0];
     assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/v2/embed"));
@@ -85,10 +93,25 @@ fn cohere_embed_batches_of_96_with_input_types() {
 #[test]
 fn a_wrong_dimension_is_a_clear_error() {
     let s = TestServer::start(|req, _| cohere_embed_reply(req, 5));
-    let e = CohereEmbedder::new("k", "embed-english-v3.0", 1024).with_client(client("cohere embed", &s));
+    let e = CohereEmbedder::new("k", "embed-english-v3.0", 1024)
+        .with_client(client("cohere embed", &s));
     let err = embed_all(&e, &texts(3), InputKind::Document).unwrap_err();
-    assert!(matches!(err, Error::Dimension { expected: 1024, got: 5, .. }), "{err}");
-    assert!(err.to_string().contains("returned 5-dimensional embeddings, the collection holds 1024"), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Dimension {
+                expected: 1024,
+                got: 5,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("returned 5-dimensional embeddings, the collection holds 1024"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -104,33 +127,66 @@ fn transient_failures_are_retried_and_permanent_ones_are_not() {
         _ => cohere_embed_reply(req, 4),
     });
     let e = CohereEmbedder::new("k", "m", 4).with_client(client("cohere embed", &s));
-    assert_eq!(e.embed_batch(&texts(2), InputKind::Document).unwrap().len(), 2);
+    assert_eq!(
+        e.embed_batch(&texts(2), InputKind::Document).unwrap().len(),
+        2
+    );
     assert_eq!(s.requests().len(), 3);
 
     // A 400 is the caller's fault: one attempt, and the error carries status and body.
-    let s = TestServer::start(|_, _| Reply::status(400, r#"{"message":"invalid request: texts must not be empty"}"#));
+    let s = TestServer::start(|_, _| {
+        Reply::status(
+            400,
+            r#"{"message":"invalid request: texts must not be empty"}"#,
+        )
+    });
     let e = CohereEmbedder::new("k", "m", 4).with_client(client("cohere embed", &s));
-    let err = e.embed_batch(&texts(1), InputKind::Document).unwrap_err().to_string();
+    let err = e
+        .embed_batch(&texts(1), InputKind::Document)
+        .unwrap_err()
+        .to_string();
     assert_eq!(s.requests().len(), 1);
-    assert!(err.contains("HTTP 400") && err.contains("texts must not be empty") && err.contains("/v2/embed"), "{err}");
+    assert!(
+        err.contains("HTTP 400")
+            && err.contains("texts must not be empty")
+            && err.contains("/v2/embed"),
+        "{err}"
+    );
 
     // Always failing: gives up after the retries, saying so.
     let s = TestServer::start(|_, _| Reply::status(502, "bad gateway"));
     let e = CohereEmbedder::new("k", "m", 4).with_client(client("cohere embed", &s));
-    let err = e.embed_batch(&texts(1), InputKind::Document).unwrap_err().to_string();
+    let err = e
+        .embed_batch(&texts(1), InputKind::Document)
+        .unwrap_err()
+        .to_string();
     assert_eq!(s.requests().len(), 4);
     assert!(err.contains("after 4 attempts"), "{err}");
 
     // Nothing listening.
-    let dead = HttpClient::new("cohere embed", "http://127.0.0.1:9").retries(1, Duration::from_millis(1));
-    let err = CohereEmbedder::new("k", "m", 4).with_client(dead).embed_batch(&texts(1), InputKind::Document).unwrap_err();
-    assert!(err.to_string().contains("cohere embed (http://127.0.0.1:9/v2/embed)"), "{err}");
+    let dead =
+        HttpClient::new("cohere embed", "http://127.0.0.1:9").retries(1, Duration::from_millis(1));
+    let err = CohereEmbedder::new("k", "m", 4)
+        .with_client(dead)
+        .embed_batch(&texts(1), InputKind::Document)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("cohere embed (http://127.0.0.1:9/v2/embed)"),
+        "{err}"
+    );
 
     // Not JSON.
     let s = TestServer::start(|_, _| Reply::status(200, "<html>proxy login</html>"));
     let e = CohereEmbedder::new("k", "m", 4).with_client(client("cohere embed", &s));
-    let err = e.embed_batch(&texts(1), InputKind::Document).unwrap_err().to_string();
-    assert!(err.contains("not JSON") && err.contains("proxy login"), "{err}");
+    let err = e
+        .embed_batch(&texts(1), InputKind::Document)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("not JSON") && err.contains("proxy login"),
+        "{err}"
+    );
 }
 
 /// `POST /v1/embeddings`: `{"object": "list", "data": [{"object": "embedding", "index": 0,
@@ -143,11 +199,16 @@ fn openai_embeddings_in_index_order() {
             .map(|i| json!({"object": "embedding", "index": i, "embedding": [i as f32, 1.0, 2.0]}))
             .collect();
         data.reverse();
-        Reply::json(json!({"object": "list", "data": data, "model": "bge-m3", "usage": {"prompt_tokens": 3, "total_tokens": 3}}))
+        Reply::json(
+            json!({"object": "list", "data": data, "model": "bge-m3", "usage": {"prompt_tokens": 3, "total_tokens": 3}}),
+        )
     });
     let e = OpenAiEmbedder::new(client("openai embed", &s), "bge-m3", 3).max_batch(2);
     let v = embed_all(&e, &texts(5), InputKind::Query).unwrap();
-    assert_eq!(v.iter().map(|v| v[0]).collect::<Vec<_>>(), [0.0, 1.0, 0.0, 1.0, 0.0]);
+    assert_eq!(
+        v.iter().map(|v| v[0]).collect::<Vec<_>>(),
+        [0.0, 1.0, 0.0, 1.0, 0.0]
+    );
     let r = &s.requests()[0];
     assert_eq!(r.path, "/v1/embeddings");
     assert_eq!(r.body["model"], "bge-m3");
@@ -177,8 +238,16 @@ fn cohere_rerank() {
 
 fn passages() -> Vec<Passage> {
     vec![
-        Passage { title: "Penguins".into(), location: "Size".into(), text: "Emperor penguins are the tallest.".into() },
-        Passage { title: "Habitat".into(), location: String::new(), text: "Emperor penguins only live in Antarctica.".into() },
+        Passage {
+            title: "Penguins".into(),
+            location: "Size".into(),
+            text: "Emperor penguins are the tallest.".into(),
+        },
+        Passage {
+            title: "Habitat".into(),
+            location: String::new(),
+            text: "Emperor penguins only live in Antarctica.".into(),
+        },
     ]
 }
 
@@ -206,17 +275,28 @@ fn cohere_chat_v2_citations_map_to_passages() {
         }))
     });
     let g = CohereChat::new("k", "command-r-plus-08-2024").with_client(client("cohere chat", &s));
-    let out = g.generate("Which penguins are the tallest?", &passages(), None).unwrap();
+    let out = g
+        .generate("Which penguins are the tallest?", &passages(), None)
+        .unwrap();
     assert_eq!(out.text, text);
     assert_eq!(out.citations.len(), 2);
-    assert_eq!(&out.text[out.citations[0].start..out.citations[0].end], "Emperor penguins.");
+    assert_eq!(
+        &out.text[out.citations[0].start..out.citations[0].end],
+        "Emperor penguins."
+    );
     assert_eq!(out.citations[0].passages, [0]);
     assert_eq!(out.citations[1].passages, [1]);
     let req = &s.requests()[0];
     assert_eq!(req.path, "/v2/chat");
-    assert_eq!(req.body["messages"][0], json!({"role": "user", "content": "Which penguins are the tallest?"}));
+    assert_eq!(
+        req.body["messages"][0],
+        json!({"role": "user", "content": "Which penguins are the tallest?"})
+    );
     assert_eq!(req.body["documents"][1]["id"], "doc-1");
-    assert_eq!(req.body["documents"][1]["data"]["snippet"], "Emperor penguins only live in Antarctica.");
+    assert_eq!(
+        req.body["documents"][1]["data"]["snippet"],
+        "Emperor penguins only live in Antarctica."
+    );
     assert_eq!(req.body["stream"], false);
 }
 
@@ -236,11 +316,20 @@ fn cohere_chat_v2_streams_text_and_citations() {
     });
     let g = CohereChat::new("k", "command-r-plus-08-2024").with_client(client("cohere chat", &s));
     let mut pieces = Vec::new();
-    let out = g.generate("q", &passages(), Some(&mut |t: &str| pieces.push(t.to_owned()))).unwrap();
+    let out = g
+        .generate(
+            "q",
+            &passages(),
+            Some(&mut |t: &str| pieces.push(t.to_owned())),
+        )
+        .unwrap();
     assert_eq!(pieces, ["The tallest are ", "Emperor penguins."]);
     assert_eq!(out.text, "The tallest are Emperor penguins.");
     assert_eq!(out.citations.len(), 1);
-    assert_eq!(&out.text[out.citations[0].start..out.citations[0].end], "Emperor penguins.");
+    assert_eq!(
+        &out.text[out.citations[0].start..out.citations[0].end],
+        "Emperor penguins."
+    );
     assert_eq!(s.requests()[0].body["stream"], true);
 }
 
@@ -253,11 +342,19 @@ fn openai_chat_with_numbered_sources() {
     let s = TestServer::start(move |req, _| {
         if req.body["stream"] == true {
             let mut body = String::new();
-            for piece in ["Emperor penguins are the tallest [1].", " They live in Antarctica [2]."] {
+            for piece in [
+                "Emperor penguins are the tallest [1].",
+                " They live in Antarctica [2].",
+            ] {
                 body.push_str(&format!("data: {}\n\n", json!({"id": "x", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": null}]})));
             }
             body.push_str("data: [DONE]\n\n");
-            return Reply { status: 200, content_type: "text/event-stream", body, headers: vec![] };
+            return Reply {
+                status: 200,
+                content_type: "text/event-stream",
+                body,
+                headers: vec![],
+            };
         }
         Reply::json(json!({
             "id": "chatcmpl-1", "object": "chat.completion", "model": "llama-3.1-70b",
@@ -266,19 +363,32 @@ fn openai_chat_with_numbered_sources() {
         }))
     });
     let g = OpenAiChat::new(client("openai chat", &s), "llama-3.1-70b");
-    let out = g.generate("Which penguins are the tallest?", &passages(), None).unwrap();
+    let out = g
+        .generate("Which penguins are the tallest?", &passages(), None)
+        .unwrap();
     assert_eq!(out.text, answer);
     assert_eq!(out.citations.len(), 2);
-    assert_eq!(&out.text[out.citations[1].start..out.citations[1].end], "They live in Antarctica");
+    assert_eq!(
+        &out.text[out.citations[1].start..out.citations[1].end],
+        "They live in Antarctica"
+    );
     assert_eq!(out.citations[1].passages, [1]);
     let req = &s.requests()[0];
     assert_eq!(req.path, "/v1/chat/completions");
     let prompt = req.body["messages"][1]["content"].as_str().unwrap();
-    assert!(prompt.contains("[1] Penguins — Size\nEmperor penguins are the tallest."), "{prompt}");
-    assert!(prompt.ends_with("Question: Which penguins are the tallest?"), "{prompt}");
+    assert!(
+        prompt.contains("[1] Penguins — Size\nEmperor penguins are the tallest."),
+        "{prompt}"
+    );
+    assert!(
+        prompt.ends_with("Question: Which penguins are the tallest?"),
+        "{prompt}"
+    );
 
     let mut streamed = String::new();
-    let out = g.generate("q", &passages(), Some(&mut |t: &str| streamed.push_str(t))).unwrap();
+    let out = g
+        .generate("q", &passages(), Some(&mut |t: &str| streamed.push_str(t)))
+        .unwrap();
     assert_eq!(streamed, answer);
     assert_eq!(out.citations.len(), 2);
 }
@@ -302,29 +412,49 @@ fn sagemaker_body_shapes() {
         let n = req.body["texts"].as_array().unwrap().len();
         let vectors: Vec<Vec<f32>> = (0..n).map(|i| vec![i as f32, 0.5]).collect();
         if req.body.get("embedding_types").is_some() {
-            Reply::json(json!({"id": "e", "embeddings": {"float": vectors}, "texts": req.body["texts"], "response_type": "embeddings_by_type"}))
+            Reply::json(
+                json!({"id": "e", "embeddings": {"float": vectors}, "texts": req.body["texts"], "response_type": "embeddings_by_type"}),
+            )
         } else {
-            Reply::json(json!({"id": "e", "embeddings": vectors, "texts": req.body["texts"], "response_type": "embeddings_floats"}))
+            Reply::json(
+                json!({"id": "e", "embeddings": vectors, "texts": req.body["texts"], "response_type": "embeddings_floats"}),
+            )
         }
     });
     for shape in [EmbedShape::V1, EmbedShape::V2] {
-        let e = SageMakerEmbedder::new(Box::new(HttpInvoker::new(client("sagemaker", &s))), "cohere-embed-v3", 2, shape);
+        let e = SageMakerEmbedder::new(
+            Box::new(HttpInvoker::new(client("sagemaker", &s))),
+            "cohere-embed-v3",
+            2,
+            shape,
+        );
         let v = embed_all(&e, &texts(3), InputKind::Query).unwrap();
         assert_eq!(v[2], [2.0, 0.5]);
     }
     let reqs = s.requests();
     assert_eq!(reqs[0].path, "/endpoints/cohere-embed-v3/invocations");
-    assert_eq!(reqs[0].body, json!({"texts": texts(3), "input_type": "search_query", "truncate": "END"}));
+    assert_eq!(
+        reqs[0].body,
+        json!({"texts": texts(3), "input_type": "search_query", "truncate": "END"})
+    );
     assert_eq!(reqs[1].body["embedding_types"], json!(["float"]));
 
-    let g = SageMakerChat::new(Box::new(HttpInvoker::new(client("sagemaker", &s))), "command-r-plus");
-    let out = g.generate("Which penguins are the tallest?", &passages(), None).unwrap();
+    let g = SageMakerChat::new(
+        Box::new(HttpInvoker::new(client("sagemaker", &s))),
+        "command-r-plus",
+    );
+    let out = g
+        .generate("Which penguins are the tallest?", &passages(), None)
+        .unwrap();
     assert_eq!(out.citations[0].passages, [0]);
     assert_eq!(&out.text[..out.citations[0].end], "Emperor penguins");
     let req = s.requests().pop().unwrap();
     assert_eq!(req.path, "/endpoints/command-r-plus/invocations");
     assert_eq!(req.body["message"], "Which penguins are the tallest?");
-    assert_eq!(req.body["documents"][0]["snippet"], "Emperor penguins are the tallest.");
+    assert_eq!(
+        req.body["documents"][0]["snippet"],
+        "Emperor penguins are the tallest."
+    );
 }
 
 /// The offline default: all-MiniLM-L6-v2 with candle. `scripts/test` fetches the model and sets
@@ -335,15 +465,32 @@ fn local_minilm_embeds_like_sentence_transformers() {
     use deftech_rag::embed::LocalEmbedder;
     let dir = std::env::var_os("DEFTECH_MODEL_DIR")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/deftech/all-MiniLM-L6-v2"));
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/deftech/all-MiniLM-L6-v2")
+        });
     if !dir.join("model.safetensors").exists() {
-        assert!(std::env::var_os("DEFTECH_REQUIRE_MODEL").is_none(), "no model in {}", dir.display());
+        assert!(
+            std::env::var_os("DEFTECH_REQUIRE_MODEL").is_none(),
+            "no model in {}",
+            dir.display()
+        );
         return;
     }
     let e = LocalEmbedder::open(&dir).unwrap();
     assert_eq!(e.dim(), 384);
     let t = |s: &str| s.to_owned();
-    let v = embed_all(&e, &[t("A man is eating food."), t("A man is eating a piece of bread."), t("The girl is carrying a baby."), t("")], InputKind::Document).unwrap();
+    let v = embed_all(
+        &e,
+        &[
+            t("A man is eating food."),
+            t("A man is eating a piece of bread."),
+            t("The girl is carrying a baby."),
+            t(""),
+        ],
+        InputKind::Document,
+    )
+    .unwrap();
     let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
     for x in &v {
         assert!((dot(x, x) - 1.0).abs() < 1e-4, "normalized");
@@ -356,6 +503,8 @@ fn local_minilm_embeds_like_sentence_transformers() {
     // Batching does not change the numbers (padding is masked out).
     let alone = embed_all(&e, &[t("A man is eating food.")], InputKind::Document).unwrap();
     assert!(dot(&alone[0], &v[0]) > 0.9999);
-    let err = LocalEmbedder::open(dir.join("missing")).unwrap_err().to_string();
+    let err = LocalEmbedder::open(dir.join("missing"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("config.json"), "{err}");
 }
