@@ -33,8 +33,8 @@ pub mod store;
 
 pub use access::{Label, Level, User};
 pub use assistant::{
-    Answer, Assistant, AssistantBuilder, Citation, IngestReport, Ingested, Limits, Retrieval,
-    Retrieved, Timings, rrf,
+    Answer, Assistant, AssistantBuilder, Citation, Fusion, IngestReport, Ingested, Limits,
+    Retrieval, Retrieved, Timings, rrf, weighted,
 };
 pub use error::{Error, Result};
 pub use ingest::Document;

@@ -14,7 +14,7 @@ use deftech_rag::embed::HashEmbedder;
 use deftech_rag::sink::AuditSink;
 use deftech_rag::{Assistant, Document, Error, Ingested, Label, Level, Retrieval, User, audit};
 use proptest::prelude::*;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 fn assistant(dir: &std::path::Path) -> Assistant {
     Assistant::builder(dir)
@@ -635,4 +635,84 @@ mod api {
             .count();
         assert_eq!(denied, 4, "two unauthenticated asks and two refused writes");
     }
+}
+
+/// Scores documents by how often they say "submarine" (a stand-in for a cross-encoder).
+#[derive(Debug)]
+struct SubmarineReranker;
+
+impl deftech_rag::rerank::Reranker for SubmarineReranker {
+    fn model(&self) -> String {
+        "submarine-counter".into()
+    }
+    fn endpoint(&self) -> String {
+        "local".into()
+    }
+    fn rerank(
+        &self,
+        _q: &str,
+        documents: &[String],
+        top_n: usize,
+    ) -> deftech_rag::Result<Vec<(usize, f32)>> {
+        let mut out: Vec<(usize, f32)> = documents
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                (
+                    i,
+                    d.to_lowercase().matches("submarine").count() as f32 / 10.0,
+                )
+            })
+            .collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1));
+        out.truncate(top_n);
+        Ok(out)
+    }
+}
+
+#[test]
+fn a_reranker_orders_the_candidates_and_gates_relevance() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Assistant::builder(dir.path())
+        .embedder(Arc::new(HashEmbedder::new(256)))
+        .reranker(Arc::new(SubmarineReranker))
+        .build()
+        .unwrap();
+    a.ingest(&doc(
+        "reactor.md",
+        REACTOR,
+        label(Level::Unclassified, &[], &[]),
+    ))
+    .unwrap();
+    a.ingest(&doc(
+        "sub.md",
+        SUBMARINE,
+        label(Level::Unclassified, &[], &[]),
+    ))
+    .unwrap();
+    let u = user("u", Level::Unclassified, &[], &[]);
+    let answer = a.ask(&u, "reactor heavy water cooling loop").unwrap();
+    assert!(answer.found);
+    assert_eq!(
+        answer.retrieved[0].document, "sub.md",
+        "{:?}",
+        answer.retrieved
+    );
+    assert!(answer.retrieved[0].score > 0.1);
+    assert!(
+        answer
+            .retrieved
+            .windows(2)
+            .all(|w| w[0].score >= w[1].score)
+    );
+    // Every candidate scores 0 for the reranker: nothing relevant.
+    a.delete_document("sub.md").unwrap();
+    let none = a.ask(&u, "reactor heavy water cooling loop").unwrap();
+    assert!(!none.found);
+    drop(a);
+    let ask = records(dir.path())
+        .into_iter()
+        .find(|e| e["action"] == "ask")
+        .unwrap();
+    assert_eq!(ask["models"]["reranker"]["model"], "submarine-counter");
 }
