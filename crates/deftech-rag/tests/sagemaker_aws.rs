@@ -1,6 +1,7 @@
 //! The SageMaker backends through the real AWS SDK (`InvokeEndpoint`, SigV4-signed), pointed
 //! at a local server that speaks the runtime's REST shape: `POST
-//! /endpoints/{name}/invocations`, JSON in, JSON out. Runs with `--features sagemaker`.
+//! /endpoints/{name}/invocations`, JSON in, JSON out. Runs with `--features sagemaker` (the
+//! workspace test build enables it through deftech-tests).
 
 #![cfg(feature = "sagemaker")]
 
