@@ -154,27 +154,38 @@ impl CohereChat {
     /// Reads one v2 citation (`{"start", "end", "text", "sources": [{"type": "document",
     /// "id"}]}`).
     fn citation(answer: &str, c: &Value, n: usize) -> Option<Cited> {
-        let passages: Vec<usize> = c
+        let ids = c
             .get("sources")?
             .as_array()?
             .iter()
-            .filter_map(|s| passage_of(s.get("id")?.as_str()?, n))
-            .collect();
-        if passages.is_empty() {
-            return None;
-        }
-        let (start, end) = place_span(
-            answer,
-            c.get("start").and_then(Value::as_u64),
-            c.get("end").and_then(Value::as_u64),
-            c.get("text").and_then(Value::as_str),
-        );
-        Some(Cited {
-            start,
-            end,
-            passages,
-        })
+            .filter_map(|s| s.get("id"));
+        cohere_citation(answer, c, ids, n)
     }
+}
+
+/// A Cohere citation (v1 or v2: the span fields are the same, the sources differ) whose source
+/// ids are `ids`; `None` when none of them names a passage.
+fn cohere_citation<'a>(
+    answer: &str,
+    c: &Value,
+    ids: impl Iterator<Item = &'a Value>,
+    n: usize,
+) -> Option<Cited> {
+    let passages: Vec<usize> = ids.filter_map(|id| passage_of(id.as_str()?, n)).collect();
+    if passages.is_empty() {
+        return None;
+    }
+    let (start, end) = place_span(
+        answer,
+        c.get("start").and_then(Value::as_u64),
+        c.get("end").and_then(Value::as_u64),
+        c.get("text").and_then(Value::as_str),
+    );
+    Some(Cited {
+        start,
+        end,
+        passages,
+    })
 }
 
 impl Generator for CohereChat {
@@ -277,26 +288,8 @@ pub fn cohere_v1_answer(answer: &Value, n: usize) -> Option<Generated> {
         .map(|cs| {
             cs.iter()
                 .filter_map(|c| {
-                    let passages: Vec<usize> = c
-                        .get("document_ids")?
-                        .as_array()?
-                        .iter()
-                        .filter_map(|id| passage_of(id.as_str()?, n))
-                        .collect();
-                    if passages.is_empty() {
-                        return None;
-                    }
-                    let (start, end) = place_span(
-                        &text,
-                        c.get("start").and_then(Value::as_u64),
-                        c.get("end").and_then(Value::as_u64),
-                        c.get("text").and_then(Value::as_str),
-                    );
-                    Some(Cited {
-                        start,
-                        end,
-                        passages,
-                    })
+                    let ids = c.get("document_ids")?.as_array()?.iter();
+                    cohere_citation(&text, c, ids, n)
                 })
                 .collect()
         })

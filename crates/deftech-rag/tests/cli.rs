@@ -4,7 +4,9 @@ use std::process::Command;
 
 fn rag(data: &std::path::Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_deftech-rag"));
-    c.arg("--data").arg(data).args(["--embedder", "hash", "--embed-dim", "128"]);
+    c.arg("--data")
+        .arg(data)
+        .args(["--embedder", "hash", "--embed-dim", "128"]);
     c.env("RUST_LOG", "warn");
     c
 }
@@ -24,15 +26,36 @@ fn ingest_ask_verify_and_detect_tampering() {
     let docs = dir.path().join("docs");
     std::fs::create_dir_all(&docs).unwrap();
     std::fs::write(docs.join("ops.md"), "# Operations\n\n## Convoy\n\nThe convoy leaves at dawn along the northern route past the river.\n").unwrap();
-    std::fs::write(docs.join("cook.md"), "# Kitchen\n\nBread needs flour, water, salt and yeast.\n").unwrap();
+    std::fs::write(
+        docs.join("cook.md"),
+        "# Kitchen\n\nBread needs flour, water, salt and yeast.\n",
+    )
+    .unwrap();
     let data = dir.path().join("data");
 
-    let (ok, out, err) = run(rag(&data).arg("ingest").arg(&docs).args(["--classification", "secret", "--group", "USA"]));
+    let (ok, out, err) = run(rag(&data).arg("ingest").arg(&docs).args([
+        "--classification",
+        "secret",
+        "--group",
+        "USA",
+    ]));
     assert!(ok, "{err}");
-    assert!(out.contains("2 added, 0 replaced, 0 unchanged, 0 failed"), "{out}");
+    assert!(
+        out.contains("2 added, 0 replaced, 0 unchanged, 0 failed"),
+        "{out}"
+    );
 
     let ask = |clearance: &str, group: &str| {
-        run(rag(&data).args(["ask", "When does the convoy leave along the northern route?", "--user", "ana", "--clearance", clearance, "--group", group]))
+        run(rag(&data).args([
+            "ask",
+            "When does the convoy leave along the northern route?",
+            "--user",
+            "ana",
+            "--clearance",
+            clearance,
+            "--group",
+            group,
+        ]))
     };
     let (ok, out, err) = ask("secret", "USA");
     assert!(ok, "{err}");
@@ -41,9 +64,22 @@ fn ingest_ask_verify_and_detect_tampering() {
     assert!(out.contains("Operations › Convoy (ops.md)"), "{out}");
     let (ok, out, _) = ask("secret", "GBR");
     assert!(ok);
-    assert!(out.contains("found nothing relevant") && !out.contains("dawn"), "{out}");
+    assert!(
+        out.contains("found nothing relevant") && !out.contains("dawn"),
+        "{out}"
+    );
 
-    let (ok, out, err) = run(rag(&data).args(["ask", "convoy route", "--user", "ana", "--clearance", "secret", "--group", "USA", "--json"]));
+    let (ok, out, err) = run(rag(&data).args([
+        "ask",
+        "convoy route",
+        "--user",
+        "ana",
+        "--clearance",
+        "secret",
+        "--group",
+        "USA",
+        "--json",
+    ]));
     assert!(ok, "{err}");
     let answer: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(answer["citations"][0]["document"], "ops.md");
@@ -63,6 +99,7 @@ fn ingest_ask_verify_and_detect_tampering() {
     assert!(err.contains("line 3") && err.contains("edited"), "{err}");
 
     // A bad flag value is named.
-    let (ok, _, err) = run(rag(&data).args(["ingest", "/nonexistent", "--classification", "cosmic"]));
+    let (ok, _, err) =
+        run(rag(&data).args(["ingest", "/nonexistent", "--classification", "cosmic"]));
     assert!(!ok && err.contains("cosmic"), "{err}");
 }

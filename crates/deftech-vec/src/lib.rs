@@ -47,6 +47,7 @@ mod request;
 mod scorer;
 mod segment;
 mod snapshot;
+pub mod time;
 mod types;
 mod wal;
 
