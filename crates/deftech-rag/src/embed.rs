@@ -49,15 +49,20 @@ pub trait Embedder: Send + Sync + std::fmt::Debug {
     fn embed_batch(&self, texts: &[String], kind: InputKind) -> Result<Vec<Vec<f32>>>;
 }
 
-/// Embeds any number of texts in batches, checking every vector's dimension.
+/// Embeds any number of texts in batches, checking every vector's count and dimension.
+/// Batches group texts of similar length (a local model pads a batch to its longest text), and
+/// the vectors come back in the order of `texts`.
 pub fn embed_all(
     embedder: &dyn Embedder,
     texts: &[String],
     kind: InputKind,
 ) -> Result<Vec<Vec<f32>>> {
-    let mut out = Vec::with_capacity(texts.len());
-    for batch in texts.chunks(embedder.max_batch().max(1)) {
-        let vectors = embedder.embed_batch(batch, kind)?;
+    let mut order: Vec<usize> = (0..texts.len()).collect();
+    order.sort_by_key(|&i| texts[i].len());
+    let mut out = vec![Vec::new(); texts.len()];
+    for batch in order.chunks(embedder.max_batch().max(1)) {
+        let batch_texts: Vec<String> = batch.iter().map(|&i| texts[i].clone()).collect();
+        let vectors = embedder.embed_batch(&batch_texts, kind)?;
         if vectors.len() != batch.len() {
             return Err(Error::Backend {
                 backend: embedder.model(),
@@ -72,7 +77,9 @@ pub fn embed_all(
                 got: v.len(),
             });
         }
-        out.extend(vectors);
+        for (&i, v) in batch.iter().zip(vectors) {
+            out[i] = v;
+        }
     }
     Ok(out)
 }

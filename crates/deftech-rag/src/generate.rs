@@ -514,11 +514,21 @@ pub fn sentences(text: &str) -> Vec<(usize, usize)> {
     out
 }
 
-/// Lower-cased words of three letters or more (a crude content-word filter).
+/// Function words that say nothing about what a sentence is about.
+const STOPWORDS: [&str; 48] = [
+    "about", "after", "all", "also", "and", "any", "are", "because", "been", "but", "can", "could",
+    "did", "does", "for", "from", "had", "has", "have", "how", "into", "its", "may", "more", "not",
+    "one", "only", "other", "should", "some", "such", "than", "that", "the", "their", "then",
+    "there", "these", "they", "this", "was", "were", "what", "when", "where", "which", "with",
+    "would",
+];
+
+/// Lower-cased content words of three letters or more (stop words left out).
 pub fn terms(text: &str) -> std::collections::BTreeSet<String> {
     text.split(|c: char| !c.is_alphanumeric() && c != '_')
         .filter(|w| w.chars().count() >= 3)
         .map(str::to_lowercase)
+        .filter(|w| STOPWORDS.binary_search(&w.as_str()).is_err())
         .collect()
 }
 
@@ -659,6 +669,13 @@ mod tests {
             .generate("zebra migration", &passages, None)
             .unwrap();
         assert!(none.text.is_empty() && none.citations.is_empty());
+    }
+
+    #[test]
+    fn stopwords_are_sorted_and_ignored() {
+        assert!(STOPWORDS.windows(2).all(|w| w[0] < w[1]));
+        let t = terms("How does the Reactor work, and what is it for?");
+        assert_eq!(t, ["reactor", "work"].map(str::to_owned).into());
     }
 
     #[test]
