@@ -501,13 +501,24 @@ impl Assistant {
 
     /// Ingests a document as the system (an operator's batch job).
     pub fn ingest(&self, doc: &Document) -> Result<Ingested> {
-        self.ingest_as(&system_user(&doc.meta.label), doc)
+        self.ingest_checked(&system_user(&doc.meta.label), doc, false)
             .map(|(outcome, _)| outcome)
     }
 
     /// Ingests a document for `user`, who needs a writer role ([`WRITER_ROLES`]) and must be
     /// able to read the label given to the document. Returns the outcome and the chunk count.
     pub fn ingest_as(&self, user: &User, doc: &Document) -> Result<(Ingested, usize)> {
+        self.ingest_checked(user, doc, true)
+    }
+
+    /// `ingest_as`; `check_stored` also requires that the user can read the version being
+    /// replaced (off for the system's own ingests).
+    fn ingest_checked(
+        &self,
+        user: &User,
+        doc: &Document,
+        check_stored: bool,
+    ) -> Result<(Ingested, usize)> {
         let started = Instant::now();
         if !user
             .roles
@@ -543,6 +554,18 @@ impl Assistant {
             });
         }
         let _one_at_a_time = self.ingest_lock.lock();
+        // Replacing a stored document is writing over it: the writer must be able to read it.
+        if check_stored
+            && let Some(stored) = self.store.label_of(&doc.meta.id)?
+            && !access::can_read(user, &stored)
+        {
+            return Err(self.deny(
+                user,
+                "ingest",
+                format!("user {} may not replace document {}", user.id, doc.meta.id),
+                json!({"document": doc.meta.id}),
+            ));
+        }
         let version = version_of(doc);
         let result = self.ingest_locked(doc, &version);
         let (outcome, chunks) = match &result {
@@ -624,7 +647,7 @@ impl Assistant {
         let mut report = IngestReport::default();
         for (done, (path, id)) in files.iter().enumerate() {
             let outcome = ingest::load(path, id, label.clone())
-                .and_then(|doc| self.ingest_as(&system_user(label), &doc));
+                .and_then(|doc| self.ingest_checked(&system_user(label), &doc, false));
             match &outcome {
                 Ok((o, n)) => {
                     report.chunks += n;
@@ -650,12 +673,16 @@ impl Assistant {
 
     /// Deletes a document as the system; returns whether it was stored.
     pub fn delete_document(&self, id: &str) -> Result<bool> {
-        self.delete_document_as(&system_user(&Label::new(Level::TopSecret)), id)
+        self.delete_checked(&system_user(&Label::new(Level::TopSecret)), id, false)
     }
 
     /// Deletes a document for `user` (a writer role is required); returns whether it was
     /// stored.
     pub fn delete_document_as(&self, user: &User, id: &str) -> Result<bool> {
+        self.delete_checked(user, id, true)
+    }
+
+    fn delete_checked(&self, user: &User, id: &str, check_stored: bool) -> Result<bool> {
         if !user
             .roles
             .iter()
@@ -669,6 +696,17 @@ impl Assistant {
             ));
         }
         let _one_at_a_time = self.ingest_lock.lock();
+        if check_stored
+            && let Some(stored) = self.store.label_of(id)?
+            && !access::can_read(user, &stored)
+        {
+            return Err(self.deny(
+                user,
+                "delete",
+                format!("user {} may not delete document {id}", user.id),
+                json!({"document": id}),
+            ));
+        }
         let present = self.store.delete_document(id)?;
         self.keyword.delete_document(id)?;
         self.audit(json!({
@@ -785,23 +823,10 @@ impl Assistant {
             });
         }
         let retrieve_time = t.elapsed() - embed_time;
-        let t = Instant::now();
-        if let Some(reranker) = &self.reranker
-            && !out.is_empty()
-        {
-            let docs: Vec<String> = out.iter().map(|r| r.text.clone()).collect();
-            let order = reranker.rerank(question, &docs, out.len())?;
-            let mut reranked = Vec::with_capacity(order.len());
-            for (i, score) in order {
-                let mut r = out[i].clone();
-                r.score = score;
-                reranked.push(r);
-            }
-            out = reranked;
-        }
-        // Checked again before anything can reach a prompt: both searches filter inside, so
-        // this never drops anything unless an index is inconsistent — which is then audited.
-        let (readable, leaked): (Vec<_>, Vec<_>) = out
+        // Checked again before anything leaves retrieval (for a reranker or a prompt): both
+        // searches filter inside, so this never drops anything unless an index is
+        // inconsistent — which is then audited.
+        let (mut readable, leaked): (Vec<_>, Vec<_>) = out
             .into_iter()
             .partition(|r| access::can_read(user, &r.label));
         if !leaked.is_empty() {
@@ -813,6 +838,20 @@ impl Assistant {
                 "reason": "retrieval returned chunks above the user's clearance; withheld",
                 "detail": {"chunks": ids},
             }))?;
+        }
+        let t = Instant::now();
+        if let Some(reranker) = &self.reranker
+            && !readable.is_empty()
+        {
+            let docs: Vec<String> = readable.iter().map(|r| r.text.clone()).collect();
+            let order = reranker.rerank(question, &docs, readable.len())?;
+            let mut reranked = Vec::with_capacity(order.len());
+            for (i, score) in order {
+                let mut r = readable[i].clone();
+                r.score = score;
+                reranked.push(r);
+            }
+            readable = reranked;
         }
         Ok((readable, [embed_time, retrieve_time, t.elapsed()]))
     }

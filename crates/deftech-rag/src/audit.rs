@@ -102,6 +102,8 @@ pub struct AuditLog {
     file: File,
     next_seq: u64,
     last_hash: String,
+    /// An append failed and could not be undone: refuse further appends.
+    poisoned: bool,
 }
 
 impl AuditLog {
@@ -130,11 +132,20 @@ impl AuditLog {
             file,
             next_seq: summary.records,
             last_hash: summary.last_hash,
+            poisoned: false,
         })
     }
 
     /// Appends an event and makes it durable (log and head file fsynced) before returning.
     pub fn append(&mut self, event: Value) -> Result<AuditRecord, AuditError> {
+        if self.poisoned {
+            return Err(AuditError::Io {
+                path: self.path.clone(),
+                source: std::io::Error::other(
+                    "an earlier append failed and could not be rolled back; reopen the log",
+                ),
+            });
+        }
         let seq = self.next_seq;
         let hash = hash_of(&self.last_hash, seq, &event);
         let record = AuditRecord {
@@ -145,8 +156,7 @@ impl AuditLog {
         };
         let mut line = serde_json::to_vec(&record).expect("records serialize");
         line.push(b'\n');
-        self.file.write_all(&line).map_err(io(&self.path))?;
-        self.file.sync_data().map_err(io(&self.path))?;
+        let before = self.file.metadata().map_err(io(&self.path))?.len();
         let head = head_path(&self.path);
         let tmp = head.with_extension("head.tmp");
         let body = serde_json::to_vec(&Head {
@@ -154,13 +164,34 @@ impl AuditLog {
             hash: hash.clone(),
         })
         .expect("head serializes");
-        (|| {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&body)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &head)
-        })()
-        .map_err(io(&head))?;
+        let written = self
+            .file
+            .write_all(&line)
+            .and_then(|()| self.file.sync_data())
+            .map_err(io(&self.path))
+            .and_then(|()| {
+                (|| {
+                    let mut f = File::create(&tmp)?;
+                    f.write_all(&body)?;
+                    f.sync_all()?;
+                    std::fs::rename(&tmp, &head)
+                })()
+                .map_err(io(&head))
+            });
+        if let Err(e) = written {
+            // Take the record back out, so the chain stays valid and the next append (or the
+            // next start) does not find a duplicate or half-written line. If even that fails,
+            // the log refuses further appends rather than break the chain.
+            if self
+                .file
+                .set_len(before)
+                .and_then(|()| self.file.sync_data())
+                .is_err()
+            {
+                self.poisoned = true;
+            }
+            return Err(e);
+        }
         self.next_seq += 1;
         self.last_hash = hash;
         Ok(record)

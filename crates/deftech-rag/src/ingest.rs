@@ -242,7 +242,7 @@ pub fn html_to_markdown(html: &str) -> (String, Option<String>) {
         })
         .filter(|t| !t.is_empty());
     let mut out = String::new();
-    walk_html(doc.tree.root(), &mut out, false);
+    walk_html(doc.tree.root(), &mut out, false, 0);
     // Collapse runs of blank lines.
     let mut text = String::with_capacity(out.len());
     let mut blank = 0;
@@ -262,7 +262,22 @@ pub fn html_to_markdown(html: &str) -> (String, Option<String>) {
     (text, title)
 }
 
-fn walk_html(node: ego_tree::NodeRef<'_, Node>, out: &mut String, pre: bool) {
+/// Elements nested deeper than this are read as plain text, without recursion (a hostile
+/// document of 100,000 nested `div`s would otherwise overflow the stack).
+const MAX_HTML_DEPTH: usize = 128;
+
+fn walk_html(node: ego_tree::NodeRef<'_, Node>, out: &mut String, pre: bool, depth: usize) {
+    if depth >= MAX_HTML_DEPTH {
+        out.push(' ');
+        for d in node.descendants() {
+            if let Node::Text(t) = d.value() {
+                out.push_str(&t.split_whitespace().collect::<Vec<_>>().join(" "));
+                out.push(' ');
+            }
+        }
+        return;
+    }
+    let depth = depth + 1;
     for child in node.children() {
         match child.value() {
             Node::Text(t) => {
@@ -289,7 +304,7 @@ fn walk_html(node: ego_tree::NodeRef<'_, Node>, out: &mut String, pre: bool) {
                     "h1" | "h2" | "h3" | "h4" | "h5" | "h6" => {
                         let level = usize::from(name.as_bytes()[1] - b'0');
                         let mut inner = String::new();
-                        walk_html(child, &mut inner, false);
+                        walk_html(child, &mut inner, false, depth);
                         let inner = inner.split_whitespace().collect::<Vec<_>>().join(" ");
                         if !inner.is_empty() {
                             out.push_str(&format!("\n\n{} {inner}\n\n", "#".repeat(level)));
@@ -298,26 +313,26 @@ fn walk_html(node: ego_tree::NodeRef<'_, Node>, out: &mut String, pre: bool) {
                     "br" => out.push('\n'),
                     "pre" => {
                         out.push_str("\n\n");
-                        walk_html(child, out, true);
+                        walk_html(child, out, true, depth);
                         out.push_str("\n\n");
                     }
                     "li" => {
                         out.push_str("\n- ");
-                        walk_html(child, out, pre);
+                        walk_html(child, out, pre, depth);
                         out.push('\n');
                     }
                     "p" | "div" | "section" | "article" | "main" | "ul" | "ol" | "table" | "tr"
                     | "blockquote" | "dl" | "dt" | "dd" | "figure" | "figcaption" | "body"
                     | "html" => {
                         out.push_str("\n\n");
-                        walk_html(child, out, pre);
+                        walk_html(child, out, pre, depth);
                         out.push_str("\n\n");
                     }
                     "td" | "th" => {
-                        walk_html(child, out, pre);
+                        walk_html(child, out, pre, depth);
                         out.push_str(" | ");
                     }
-                    _ => walk_html(child, out, pre),
+                    _ => walk_html(child, out, pre, depth),
                 }
             }
             _ => {}
@@ -384,5 +399,19 @@ mod tests {
         );
         assert!(text.contains("code\n  indented"), "{text}");
         assert!(!text.contains("menu") && !text.contains("var x"), "{text}");
+    }
+
+    #[test]
+    fn deeply_nested_html_does_not_overflow_the_stack() {
+        // Without the depth cap, 4,000 levels of recursion overflow a 512 KiB stack.
+        let n = 4_000;
+        let html = format!("{}deep words{}", "<div>".repeat(n), "</div>".repeat(n));
+        let (text, _) = std::thread::Builder::new()
+            .stack_size(512 << 10)
+            .spawn(move || html_to_markdown(&html))
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+        assert_eq!(text.trim(), "deep words");
     }
 }

@@ -187,10 +187,10 @@ impl KeywordIndex {
         Ok(())
     }
 
-    /// Every compartment some indexed chunk carries.
-    fn compartments(&self) -> Result<BTreeSet<String>> {
+    /// Every compartment some chunk in `searcher`'s view carries.
+    fn compartments(&self, searcher: &tantivy::Searcher) -> Result<BTreeSet<String>> {
         let mut out = BTreeSet::new();
-        for segment in self.reader.searcher().segment_readers() {
+        for segment in searcher.segment_readers() {
             let inverted = segment.inverted_index(self.fields.compartments)?;
             let mut terms = inverted
                 .terms()
@@ -204,7 +204,9 @@ impl KeywordIndex {
     }
 
     /// The clearance rule as a query that matches every chunk `user` may read.
-    fn clearance(&self, user: &User) -> Result<BooleanQuery> {
+    /// Built from the same `searcher` that runs the search, so a compartment committed in
+    /// between cannot be missing from the forbidden list.
+    fn clearance(&self, user: &User, searcher: &tantivy::Searcher) -> Result<BooleanQuery> {
         let f = self.fields;
         let levels =
             (0..=user.clearance.rank()).map(|l| Term::from_field_text(f.level, &l.to_string()));
@@ -215,7 +217,7 @@ impl KeywordIndex {
             .chain([NO_GROUPS])
             .map(|g| Term::from_field_text(f.groups, g));
         let forbidden: Vec<Term> = self
-            .compartments()?
+            .compartments(searcher)?
             .difference(&user.compartments)
             .map(|c| Term::from_field_text(f.compartments, c))
             .collect();
@@ -239,11 +241,11 @@ impl KeywordIndex {
         // Words are OR-ed (BM25 ranks documents matching more of them higher).
         let parser = QueryParser::for_index(&self.index, vec![self.fields.text]);
         let (text, _errors) = parser.parse_query_lenient(query);
+        let searcher = self.reader.searcher();
         let q = BooleanQuery::new(vec![
             (Occur::Must, text),
-            (Occur::Must, Box::new(self.clearance(user)?)),
+            (Occur::Must, Box::new(self.clearance(user, &searcher)?)),
         ]);
-        let searcher = self.reader.searcher();
         let top = searcher.search(&q, &TopDocs::with_limit(k))?;
         let mut out = Vec::with_capacity(top.len());
         for (score, address) in top {

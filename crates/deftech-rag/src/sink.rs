@@ -125,12 +125,15 @@ impl AuditSink for PostgresSink {
         format!("postgres {} {}", self.target, self.table)
     }
     fn append(&self, event: &Value) -> Result<()> {
+        let event = &without_nul(event);
         let text = |k: &str| event.get(k).and_then(Value::as_str).map(str::to_owned);
         let user = event
             .get("user")
             .and_then(|u| u.get("id"))
             .and_then(Value::as_str)
             .map(str::to_owned);
+        // PostgreSQL's jsonb has no NUL character: a question or title carrying one would make
+        // the insert fail, so NULs are stored as U+FFFD.
         let json = serde_json::to_string(event).expect("JSON values serialize");
         self.client
             .lock()
@@ -143,6 +146,19 @@ impl AuditSink for PostgresSink {
             )
             .map_err(|e| pg_error(&self.target, e))?;
         Ok(())
+    }
+}
+
+/// `v` with every NUL character in its strings (and keys) replaced by U+FFFD.
+fn without_nul(v: &Value) -> Value {
+    let clean = |s: &str| s.replace('\0', "\u{fffd}");
+    match v {
+        Value::String(s) => Value::String(clean(s)),
+        Value::Array(a) => Value::Array(a.iter().map(without_nul).collect()),
+        Value::Object(o) => {
+            Value::Object(o.iter().map(|(k, v)| (clean(k), without_nul(v))).collect())
+        }
+        other => other.clone(),
     }
 }
 

@@ -184,6 +184,27 @@ impl ChunkStore {
         }))
     }
 
+    /// The label of a stored document (of one of its chunks: all carry the same label), `None`
+    /// when it is not stored. A chunk whose label cannot be read counts as readable by no one.
+    pub fn label_of(&self, doc_id: &str) -> deftech_vec::Result<Option<Label>> {
+        let page = self.collection.scroll(
+            &deftech_vec::ScrollRequest::new(1)
+                .filter(doc_filter(doc_id))
+                .with_payload(true),
+        )?;
+        Ok(page.points.first().map(|p| {
+            p.payload
+                .as_ref()
+                .and_then(|pl| pl.get("acl"))
+                .and_then(Label::from_payload)
+                .unwrap_or_else(|| Label {
+                    level: access::Level::TopSecret,
+                    compartments: [access::RELEASABLE_TO_NONE.to_owned()].into(),
+                    groups: [access::RELEASABLE_TO_NONE.to_owned()].into(),
+                })
+        }))
+    }
+
     /// Deletes every chunk of a document; returns whether it was stored.
     pub fn delete_document(&self, doc_id: &str) -> deftech_vec::Result<bool> {
         let present = self.collection.count(Some(&doc_filter(doc_id)))? > 0;

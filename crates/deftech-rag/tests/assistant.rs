@@ -259,12 +259,39 @@ fn denials_are_refused_and_audited() {
         a.delete_document_as(&reader, "x.md"),
         Err(Error::Denied(_))
     ));
+    // A writer cannot overwrite or delete a document they may not read: both are audited
+    // denials, and the document stays.
+    a.ingest(&doc("plan.md", SUBMARINE, label(Level::Secret, &[], &[])))
+        .unwrap();
+    let err = a
+        .ingest_as(
+            &writer,
+            &doc(
+                "plan.md",
+                "# Plan\n\nNothing here.\n",
+                label(Level::Cui, &[], &[]),
+            ),
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::Denied(_)), "{err}");
+    assert!(matches!(
+        a.delete_document_as(&writer, "plan.md"),
+        Err(Error::Denied(_))
+    ));
+    let boss = user("boss", Level::Secret, &[], &[]);
+    let (hits, _) = a
+        .retrieve(&boss, "submarine reactor", Retrieval::Hybrid, 5)
+        .unwrap();
+    assert!(
+        hits.iter().any(|h| h.document == "plan.md"),
+        "the document is untouched"
+    );
     drop(a);
     let denied: Vec<Value> = records(dir.path())
         .into_iter()
         .filter(|e| e["outcome"] == "denied")
         .collect();
-    assert_eq!(denied.len(), 3);
+    assert_eq!(denied.len(), 5);
     assert_eq!(denied[0]["user"]["id"], "rita");
 }
 
