@@ -422,6 +422,27 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_append_is_rolled_back_and_the_chain_stays_valid() {
+        let (_d, path) = log_with(3);
+        let before = std::fs::read(&path).unwrap();
+        let mut log = AuditLog::open(&path).unwrap();
+        // The head file cannot be written (a directory sits where its temporary file goes).
+        let blocker = head_path(&path).with_extension("head.tmp");
+        std::fs::create_dir(&blocker).unwrap();
+        assert!(log.append(json!({"action": "ask"})).is_err());
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "the record was taken back out"
+        );
+        assert_eq!(verify(&path).unwrap().records, 3);
+        std::fs::remove_dir(&blocker).unwrap();
+        let r = log.append(json!({"action": "ask", "again": true})).unwrap();
+        assert_eq!(r.seq, 3);
+        assert_eq!(verify(&path).unwrap().records, 4);
+    }
+
+    #[test]
     fn a_recomputed_hash_still_breaks_the_chain() {
         // An editor who also recomputes the edited record's hash breaks the next record's link.
         let (_d, path) = log_with(4);

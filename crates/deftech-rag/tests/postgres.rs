@@ -154,6 +154,8 @@ fn audit_records_land_in_an_append_only_table() {
         groups: Default::default(),
     };
     assert!(a.ask(&user, "When does the convoy leave?").unwrap().found);
+    // PostgreSQL's jsonb has no NUL: the record still lands (NUL stored as U+FFFD).
+    a.ask(&user, "convoy\u{0} route").unwrap();
     drop(a);
     let file_records = deftech_rag::audit::verify(&dir.path().join("audit.log"))
         .unwrap()
@@ -166,7 +168,7 @@ fn audit_records_land_in_an_append_only_table() {
         "every record in both sinks"
     );
     let row = client
-        .query_one("SELECT action, user_id, outcome, event->>'query', event->'user'->>'clearance' FROM deftech_audit WHERE action = 'ask'", &[])
+        .query_one("SELECT action, user_id, outcome, event->>'query', event->'user'->>'clearance' FROM deftech_audit WHERE action = 'ask' ORDER BY seq LIMIT 1", &[])
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "ask");
     assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some("ana"));
@@ -176,6 +178,11 @@ fn audit_records_land_in_an_append_only_table() {
         Some("When does the convoy leave?")
     );
     assert_eq!(row.get::<_, Option<String>>(4).as_deref(), Some("SECRET"));
+    let nul: String = client
+        .query_one("SELECT event->>'query' FROM deftech_audit WHERE action = 'ask' ORDER BY seq DESC LIMIT 1", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(nul, "convoy\u{fffd} route");
 
     // History cannot be rewritten, even by the writing role.
     for sql in [
