@@ -22,6 +22,9 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+pub use crate::answer::{Answer, Citation, Retrieved, Timings};
+pub use crate::fusion::{Fusion, RRF_K, Retrieval, rrf, weighted};
+
 use crate::access::{self, Label, Level, User};
 use crate::chunk::{ChunkConfig, TokenCounter, WordCounter, chunk};
 use crate::embed::{Embedder, InputKind, embed_all};
@@ -71,170 +74,6 @@ impl Default for Limits {
             fusion: Fusion::Weighted { dense: 0.5 },
         }
     }
-}
-
-/// Reciprocal rank fusion constant (Cormack et al.; what Elasticsearch and Qdrant use).
-pub const RRF_K: f32 = 60.0;
-
-/// Fuses ranked lists: each item scores `Σ 1 / (RRF_K + rank)` (rank from 1) over the lists
-/// it appears in. Best first; ties keep first-seen order.
-pub fn rrf<T: Clone + Eq + std::hash::Hash>(lists: &[Vec<T>]) -> Vec<(T, f32)> {
-    let mut scores: HashMap<T, (f32, usize)> = HashMap::new();
-    let mut order = 0;
-    for list in lists {
-        for (rank, item) in list.iter().enumerate() {
-            let e = scores.entry(item.clone()).or_insert_with(|| {
-                order += 1;
-                (0.0, order)
-            });
-            e.0 += 1.0 / (RRF_K + rank as f32 + 1.0);
-        }
-    }
-    let mut out: Vec<(T, (f32, usize))> = scores.into_iter().collect();
-    out.sort_by(|a, b| b.1.0.total_cmp(&a.1.0).then(a.1.1.cmp(&b.1.1)));
-    out.into_iter().map(|(t, (s, _))| (t, s)).collect()
-}
-
-/// How the dense and keyword lists are combined.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Fusion {
-    /// Reciprocal rank fusion ([`rrf`]): ranks only, no tuning.
-    Rrf,
-    /// A convex combination of scores: `dense × cosine + (1 − dense) × BM25 / best BM25 of the
-    /// query` ([`weighted`]).
-    Weighted {
-        /// Weight of the dense score, 0 to 1.
-        dense: f32,
-    },
-}
-
-/// Convex combination of a dense list (cosine scores) and a keyword list (BM25 scores, divided
-/// by the query's best so they fall in 0..=1); an item missing from a list scores 0 there.
-/// Best first.
-pub fn weighted(dense: &[(String, f32)], keyword: &[(String, f32)], w: f32) -> Vec<(String, f32)> {
-    let w = w.clamp(0.0, 1.0);
-    let best = keyword.iter().map(|(_, s)| *s).fold(0.0f32, f32::max);
-    let mut scores: Vec<(String, f32)> = Vec::new();
-    let mut add = |id: &String, s: f32| match scores.iter_mut().find(|(i, _)| i == id) {
-        Some((_, acc)) => *acc += s,
-        None => scores.push((id.clone(), s)),
-    };
-    for (id, s) in dense {
-        add(id, w * s.max(0.0));
-    }
-    for (id, s) in keyword {
-        add(id, (1.0 - w) * if best > 0.0 { s / best } else { 0.0 });
-    }
-    scores.sort_by(|a, b| b.1.total_cmp(&a.1));
-    scores
-}
-
-/// Which retrievers an ask (or an evaluation) uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Retrieval {
-    /// Vector search only.
-    Dense,
-    /// BM25 only.
-    Keyword,
-    /// Both, fused by RRF.
-    Hybrid,
-}
-
-/// A chunk that retrieval returned.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Retrieved {
-    /// The chunk's point id.
-    pub chunk: String,
-    /// Its document's id.
-    pub document: String,
-    /// The document version (content hash) the chunk belongs to.
-    pub version: String,
-    /// Document title.
-    pub title: String,
-    /// Section path or page.
-    pub location: String,
-    /// Fused (or reranked) score.
-    pub score: f32,
-    /// Cosine similarity, when the dense search found it.
-    pub dense_score: Option<f32>,
-    /// Rank in the dense list (from 1).
-    pub dense_rank: Option<usize>,
-    /// Rank in the keyword list (from 1).
-    pub keyword_rank: Option<usize>,
-    /// Classification label.
-    pub label: Label,
-    /// The chunk's text.
-    #[serde(skip)]
-    pub text: String,
-}
-
-/// One citation of an answer.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Citation {
-    /// The cited chunk's point id.
-    pub chunk: String,
-    /// Its document's id.
-    pub document: String,
-    /// Document title.
-    pub title: String,
-    /// Section path or page.
-    pub location: String,
-    /// The sentence of the chunk that supports the claim.
-    pub quote: String,
-    /// The chunk's number among the passages given to the generator (from 1; what `[n]`
-    /// markers in the answer refer to).
-    pub number: usize,
-    /// Byte range of the claim in the answer text.
-    pub span: (usize, usize),
-    /// The chunk's retrieval score.
-    pub score: f32,
-    /// The chunk's label.
-    pub label: Label,
-}
-
-/// Where the time went.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
-pub struct Timings {
-    /// Embedding the question.
-    #[serde(serialize_with = "ms")]
-    pub embed: Duration,
-    /// Dense and keyword search and fusion.
-    #[serde(serialize_with = "ms")]
-    pub retrieve: Duration,
-    /// Reranking.
-    #[serde(serialize_with = "ms")]
-    pub rerank: Duration,
-    /// Generation.
-    #[serde(serialize_with = "ms")]
-    pub generate: Duration,
-    /// The whole ask, audit included.
-    #[serde(serialize_with = "ms")]
-    pub total: Duration,
-}
-
-fn ms<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64() * 1000.0)
-}
-
-/// An answer.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Answer {
-    /// The answer text (with `[n]` markers when the generator writes them).
-    pub text: String,
-    /// What supports it.
-    pub citations: Vec<Citation>,
-    /// Everything retrieval returned (the user may read all of it).
-    pub retrieved: Vec<Retrieved>,
-    /// False when nothing relevant was found (the text says so).
-    pub found: bool,
-    /// Where the time went.
-    pub timings: Timings,
-    /// The least upper bound of the cited chunks' labels (of the prompt's chunks when the
-    /// generator cited nothing; unclassified when nothing was found).
-    pub classification: Label,
-    /// The generator that wrote it.
-    pub model: String,
 }
 
 /// What an ingest did.
@@ -499,6 +338,47 @@ impl Assistant {
         }
     }
 
+    /// Denies (and audits) `action` on document `id` by a user without a writer role.
+    fn require_writer(&self, user: &User, action: &str, id: &str) -> Result<()> {
+        if user
+            .roles
+            .iter()
+            .any(|r| WRITER_ROLES.contains(&r.as_str()))
+        {
+            return Ok(());
+        }
+        Err(self.deny(
+            user,
+            action,
+            format!(
+                "user {} has no writer role ({})",
+                user.id,
+                WRITER_ROLES.join(", ")
+            ),
+            json!({"document": id}),
+        ))
+    }
+
+    /// Denies (and audits) writing over stored document `id` (to `verb` it) when the user may
+    /// not read the stored version. Call with the ingest lock held.
+    fn require_readable_stored(
+        &self,
+        user: &User,
+        action: &str,
+        verb: &str,
+        id: &str,
+    ) -> Result<()> {
+        match self.store.label_of(id)? {
+            Some(stored) if !access::can_read(user, &stored) => Err(self.deny(
+                user,
+                action,
+                format!("user {} may not {verb} document {id}", user.id),
+                json!({"document": id}),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Ingests a document as the system (an operator's batch job).
     pub fn ingest(&self, doc: &Document) -> Result<Ingested> {
         self.ingest_checked(&system_user(&doc.meta.label), doc, false)
@@ -520,22 +400,7 @@ impl Assistant {
         check_stored: bool,
     ) -> Result<(Ingested, usize)> {
         let started = Instant::now();
-        if !user
-            .roles
-            .iter()
-            .any(|r| WRITER_ROLES.contains(&r.as_str()))
-        {
-            return Err(self.deny(
-                user,
-                "ingest",
-                format!(
-                    "user {} has no writer role ({})",
-                    user.id,
-                    WRITER_ROLES.join(", ")
-                ),
-                json!({"document": doc.meta.id}),
-            ));
-        }
+        self.require_writer(user, "ingest", &doc.meta.id)?;
         if !access::can_read(user, &doc.meta.label) {
             return Err(self.deny(
                 user,
@@ -555,16 +420,8 @@ impl Assistant {
         }
         let _one_at_a_time = self.ingest_lock.lock();
         // Replacing a stored document is writing over it: the writer must be able to read it.
-        if check_stored
-            && let Some(stored) = self.store.label_of(&doc.meta.id)?
-            && !access::can_read(user, &stored)
-        {
-            return Err(self.deny(
-                user,
-                "ingest",
-                format!("user {} may not replace document {}", user.id, doc.meta.id),
-                json!({"document": doc.meta.id}),
-            ));
+        if check_stored {
+            self.require_readable_stored(user, "ingest", "replace", &doc.meta.id)?;
         }
         let version = version_of(doc);
         let result = self.ingest_locked(doc, &version);
@@ -683,29 +540,10 @@ impl Assistant {
     }
 
     fn delete_checked(&self, user: &User, id: &str, check_stored: bool) -> Result<bool> {
-        if !user
-            .roles
-            .iter()
-            .any(|r| WRITER_ROLES.contains(&r.as_str()))
-        {
-            return Err(self.deny(
-                user,
-                "delete",
-                format!("user {} has no writer role", user.id),
-                json!({"document": id}),
-            ));
-        }
+        self.require_writer(user, "delete", id)?;
         let _one_at_a_time = self.ingest_lock.lock();
-        if check_stored
-            && let Some(stored) = self.store.label_of(id)?
-            && !access::can_read(user, &stored)
-        {
-            return Err(self.deny(
-                user,
-                "delete",
-                format!("user {} may not delete document {id}", user.id),
-                json!({"document": id}),
-            ));
+        if check_stored {
+            self.require_readable_stored(user, "delete", "delete", id)?;
         }
         let present = self.store.delete_document(id)?;
         self.keyword.delete_document(id)?;

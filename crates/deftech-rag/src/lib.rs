@@ -16,6 +16,7 @@
 //! - [`api`]: the HTTP API (`POST /v1/ask`, `POST /v1/documents`).
 
 pub mod access;
+pub mod answer;
 pub mod api;
 pub mod assistant;
 pub mod audit;
@@ -23,6 +24,7 @@ pub mod chunk;
 pub mod client;
 pub mod embed;
 pub mod error;
+pub mod fusion;
 pub mod generate;
 pub mod ingest;
 pub mod keyword;
