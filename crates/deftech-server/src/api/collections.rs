@@ -80,8 +80,9 @@ fn quantization(v: &Value, at: &str) -> Result<Quantization, ApiError> {
                 "{at}.scalar.type: only int8 is supported, got {t:?}"
             )));
         }
+        // Qdrant: "If not set - use the whole range of values".
         let quantile = match s.get("quantile").filter(|q| !q.is_null()) {
-            None => 0.99,
+            None => 1.0,
             Some(q) => q.as_f64().ok_or_else(|| {
                 ApiError::bad_request(format!("{at}.scalar.quantile: expected a number"))
             })? as f32,
@@ -365,5 +366,15 @@ mod tests {
         assert!(
             collection_config(&json!({"vectors": {"": {"size": 4, "distance": "Dot"}}})).is_ok()
         );
+    }
+
+    #[test]
+    fn scalar_quantile_defaults_to_the_whole_range_as_in_qdrant() {
+        let c = collection_config(&json!({
+            "vectors": {"size": 4, "distance": "Cosine"},
+            "quantization_config": {"scalar": {"type": "int8"}}
+        }))
+        .unwrap();
+        assert_eq!(c.quantization, Some(Quantization::int8(1.0)));
     }
 }
