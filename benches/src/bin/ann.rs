@@ -398,7 +398,6 @@ fn run_deftech(
             qps_all: median(&mut qps[i].1),
         });
     }
-    let info = c.info();
     let mut per: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
     for s in &info.segments {
         for comp in &s.components {
