@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::{Inner, OptimizerInfo, WAL_DIR, Writer, check_batch, read};
+use super::{Inner, WAL_DIR, Writer, check_batch, read};
 use crate::config::FsyncPolicy;
 use crate::error::{Error, Result};
 use crate::filter::CompiledFilter;
@@ -302,16 +302,5 @@ impl Inner {
             });
         }
         Ok(())
-    }
-
-    pub(super) fn stats_info(&self) -> OptimizerInfo {
-        OptimizerInfo {
-            seals: self.stats.seals.load(Ordering::Relaxed),
-            merges: self.stats.merges.load(Ordering::Relaxed),
-            index_builds: self.stats.index_builds.load(Ordering::Relaxed),
-            graph_build_ms: self.stats.graph_build_ms.load(Ordering::Relaxed),
-            errors: self.stats.optimizer_errors.load(Ordering::Relaxed),
-            last_error: self.stats.last_optimizer_error.lock().clone(),
-        }
     }
 }
