@@ -125,6 +125,8 @@ impl AuditSink for PostgresSink {
         format!("postgres {} {}", self.target, self.table)
     }
     fn append(&self, event: &Value) -> Result<()> {
+        // PostgreSQL's jsonb has no NUL character: a question or title carrying one would make
+        // the insert fail, so NULs are stored as U+FFFD.
         let event = &without_nul(event);
         let text = |k: &str| event.get(k).and_then(Value::as_str).map(str::to_owned);
         let user = event
@@ -132,8 +134,6 @@ impl AuditSink for PostgresSink {
             .and_then(|u| u.get("id"))
             .and_then(Value::as_str)
             .map(str::to_owned);
-        // PostgreSQL's jsonb has no NUL character: a question or title carrying one would make
-        // the insert fail, so NULs are stored as U+FFFD.
         let json = serde_json::to_string(event).expect("JSON values serialize");
         self.client
             .lock()

@@ -355,20 +355,14 @@ impl Codes {
         if binary {
             let words = dim.div_ceil(64);
             let means_at = n * words * 8;
+            let wrong_size = || Error::corrupted(&shown, 16, "binary codes have the wrong size");
             // Files written before asymmetric scoring end after the means.
-            let with_means = (means_at + dim * 4) as u64;
+            let with_means = means_at + dim * 4;
             let deviations_at = match h.body_len {
-                _ if h.params[2] != words as u64 => None,
-                len if len == with_means + dim as u64 * 4 => Some(Some(means_at + dim * 4)),
-                len if len == with_means => Some(None),
-                _ => None,
-            };
-            let Some(deviations_at) = deviations_at else {
-                return Err(Error::corrupted(
-                    &shown,
-                    16,
-                    "binary codes have the wrong size",
-                ));
+                _ if h.params[2] != words as u64 => return Err(wrong_size()),
+                len if len == (with_means + dim * 4) as u64 => Some(with_means),
+                len if len == with_means as u64 => None,
+                _ => return Err(wrong_size()),
             };
             let c = BitCodes {
                 bytes,
@@ -533,18 +527,20 @@ pub(crate) enum CodeQuery<'a> {
         metric: Metric,
         k: &'static Kernels,
     },
-    /// `−q·x̂` from 8-bit query weights `w_j ≈ lo + step·c_j`, `lo = −128·step` (Cosine, Dot).
+    /// `−q·x̂` from 8-bit query weights `w_j ≈ step·(c_j − ZERO)` (Cosine, Dot).
     WeightedBits {
         codes: &'a BitCodes,
         /// The bit planes of `c`, interleaved per word.
         planes: Vec<u64>,
-        lo: f32,
         step: f32,
         /// `q·μ − Σ w_j`.
         base: f32,
         k: &'static Kernels,
     },
 }
+
+/// The level of a zero query weight (levels are `1 ..= 2·ZERO − 1`).
+const ZERO: u32 = 1 << (QUERY_PLANES - 1);
 
 impl<'a> CodeQuery<'a> {
     fn weighted_bits(
@@ -553,32 +549,29 @@ impl<'a> CodeQuery<'a> {
         query: &[f32],
         k: &'static Kernels,
     ) -> Self {
-        // Symmetric levels `w_j ≈ step·(c_j − zero)`, so a zero weight is exactly zero: with an
+        // Symmetric levels `w_j ≈ step·(c_j − ZERO)`, so a zero weight is exactly zero: with an
         // offset range, the rounding of the many near-zero weights of a decaying spectrum adds
         // up to one bias per set bit.
-        let zero = 1u32 << (QUERY_PLANES - 1);
         let w: Vec<f32> = query.iter().zip(deviations).map(|(q, a)| q * a).collect();
         let max = w.iter().fold(0f32, |m, x| m.max(x.abs()));
         let step = if max > 0.0 {
-            max / (zero - 1) as f32
+            max / (ZERO - 1) as f32
         } else {
             1.0
         };
         let mut planes = vec![0u64; codes.words * QUERY_PLANES];
         for (j, &x) in w.iter().enumerate() {
-            let c = ((x / step).round() as i32 + zero as i32).clamp(1, 2 * zero as i32 - 1) as u32;
+            let c = ((x / step).round() as i32 + ZERO as i32).clamp(1, 2 * ZERO as i32 - 1) as u32;
             for p in 0..QUERY_PLANES {
                 if c >> p & 1 == 1 {
                     planes[(j / 64) * QUERY_PLANES + p] |= 1 << (j % 64);
                 }
             }
         }
-        let lo = -(zero as f32) * step;
         let q_mu: f32 = query.iter().zip(codes.means()).map(|(q, m)| q * m).sum();
         CodeQuery::WeightedBits {
             codes,
             planes,
-            lo,
             step,
             base: q_mu - w.iter().sum::<f32>(),
             k,
@@ -633,13 +626,14 @@ impl Scorer for CodeQuery<'_> {
             CodeQuery::WeightedBits {
                 codes,
                 planes,
-                lo,
                 step,
                 base,
                 k,
             } => {
                 let (weighted, ones) = (k.weighted_bits)(codes.code(i), planes);
-                -(base + 2.0 * (lo * ones as f32 + step * weighted as f32))
+                // Σ_{b_j=1} w_j ≈ step·Σ_{b_j=1} (c_j − ZERO).
+                let set_weights = step * (i64::from(weighted) - i64::from(ZERO * ones)) as f32;
+                -(base + 2.0 * set_weights)
             }
         }
     }
