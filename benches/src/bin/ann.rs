@@ -13,7 +13,9 @@
 //! `--quantization none,int8,binary` (none: each mode builds its own collection; int8 also
 //! reports the `f32` search of the same graph), `--oversampling 1,2,4` (2), `--quantile` (0.99),
 //! `--rounds` (1: deftech's rows are measured that many times, interleaved, and the median
-//! queries/s printed, so a ratio between rows is not one moment of a noisy machine).
+//! queries/s printed, so a ratio between rows is not one moment of a noisy machine), `--keep`
+//! (deftech's built collection is kept in the data folder and reopened by the next run with the
+//! same data set and build parameters: query-side experiments at 1M skip the graph build).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::collections::HashMap;
@@ -44,6 +46,7 @@ struct Args {
     oversampling: Vec<f32>,
     quantile: f32,
     rounds: usize,
+    keep: bool,
 }
 
 fn parse_args() -> Args {
@@ -63,6 +66,7 @@ fn parse_args() -> Args {
         oversampling: vec![2.0],
         quantile: 0.99,
         rounds: 1,
+        keep: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -93,6 +97,7 @@ fn parse_args() -> Args {
             }
             "--quantile" => a.quantile = val().parse().expect("--quantile"),
             "--rounds" => a.rounds = val().parse::<usize>().expect("--rounds").max(1),
+            "--keep" => a.keep = true,
             other => panic!("unknown option {other}"),
         }
     }
@@ -264,23 +269,14 @@ fn print_table(rows: &[Row], threads: usize) {
     }
 }
 
-fn run_deftech(
+/// Creates the collection "ann" in `db`, loads `base` and builds its graph.
+fn build_collection(
     a: &Args,
-    mode: &str,
+    db: &Database,
+    metric: Metric,
+    quant: Option<Quantization>,
     base: &Vectors,
-    queries: &Vectors,
-    gt: &[Vec<u32>],
-    threads: usize,
-    rows: &mut Vec<Row>,
-) {
-    let metric = match a.metric.as_str() {
-        "l2" => Metric::Euclid,
-        "cosine" => Metric::Cosine,
-        "dot" => Metric::Dot,
-        m => panic!("unknown metric {m}"),
-    };
-    let dir = tempfile::tempdir_in(deftech_benches::data_dir()).expect("temp dir");
-    let db = Database::open(dir.path()).expect("open");
+) -> deftech_vec::Collection {
     let mut config = CollectionConfig::new(a.dim, metric)
         .fsync(FsyncPolicy::Never)
         .hnsw(
@@ -295,11 +291,8 @@ fn run_deftech(
                 .seal_threshold(usize::MAX / 2)
                 .max_segment_points(base.len()),
         );
-    match mode {
-        "none" => {}
-        "int8" => config = config.quantization(Quantization::int8(a.quantile)),
-        "binary" => config = config.quantization(Quantization::binary()),
-        other => panic!("unknown quantization {other}"),
+    if let Some(q) = quant {
+        config = config.quantization(q);
     }
     let c = db.create_collection("ann", config).expect("create");
     let t = Instant::now();
@@ -320,6 +313,64 @@ fn run_deftech(
         build,
         Duration::from_millis(info.optimizer.graph_build_ms)
     );
+    c
+}
+
+fn run_deftech(
+    a: &Args,
+    mode: &str,
+    base: &Vectors,
+    queries: &Vectors,
+    gt: &[Vec<u32>],
+    threads: usize,
+    rows: &mut Vec<Row>,
+) {
+    let metric = match a.metric.as_str() {
+        "l2" => Metric::Euclid,
+        "cosine" => Metric::Cosine,
+        "dot" => Metric::Dot,
+        m => panic!("unknown metric {m}"),
+    };
+    let quant = match mode {
+        "none" => None,
+        "int8" => Some(Quantization::int8(a.quantile)),
+        "binary" => Some(Quantization::binary()),
+        other => panic!("unknown quantization {other}"),
+    };
+    // A kept collection is named by everything its build depends on.
+    let kept = a.keep.then(|| {
+        deftech_benches::data_dir().join(format!(
+            "kept-{}-{mode}-m{}-efc{}-q{}",
+            set_name(a),
+            a.m,
+            a.ef_construct,
+            a.quantile
+        ))
+    });
+    let temp;
+    let path = match &kept {
+        Some(p) => p.clone(),
+        None => {
+            temp = tempfile::tempdir_in(deftech_benches::data_dir()).expect("temp dir");
+            temp.path().to_owned()
+        }
+    };
+    let build_file = path.join("graph-build-ms");
+    let db = Database::open(&path).expect("open");
+    let (c, build_ms) = match std::fs::read_to_string(&build_file) {
+        Ok(ms) if kept.is_some() => {
+            eprintln!("deftech: reopened the kept collection {}", path.display());
+            let c = db.collection("ann").expect("kept collection");
+            (c, ms.trim().parse::<u64>().expect("graph-build-ms"))
+        }
+        _ => {
+            let c = build_collection(a, &db, metric, quant, base);
+            let ms = c.info().optimizer.graph_build_ms;
+            std::fs::write(&build_file, ms.to_string()).expect("write graph-build-ms");
+            (c, ms)
+        }
+    };
+    let info = c.info();
     let graph: u64 = info.segments.iter().map(|s| s.graph_bytes).sum();
     // (label, quantization parameters) per row family.
     let mut modes: Vec<(String, QuantizationParams)> = Vec::new();
@@ -389,7 +440,7 @@ fn run_deftech(
     for (i, (label, _, ef)) in points.into_iter().enumerate() {
         rows.push(Row {
             engine: label,
-            build: info.optimizer.graph_build_ms as f64 / 1000.0,
+            build: build_ms as f64 / 1000.0,
             graph_bpp: graph as f64 / base.len() as f64,
             resident_bpp: resident[i],
             ef,

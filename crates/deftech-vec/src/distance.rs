@@ -63,8 +63,15 @@ pub(crate) type Kernel = fn(&[f32], &[f32]) -> f32;
 /// A binary code kernel: the Hamming distance of two bit vectors.
 pub(crate) type KernelBits = fn(&[u64], &[u64]) -> u32;
 
-/// A code kernel: unsigned 8-bit codes against a 7-bit signed query (`|d| <= 63`), exact `i32`.
-pub(crate) type KernelU8I8 = fn(&[u8], &[i8]) -> i32;
+/// A code kernel: unsigned 8-bit codes against 16-bit signed query weights, `Σ u_j·d_j` in
+/// wrapping `i32` arithmetic (exact when the true sum fits, which [`i16_weight_limit`] ensures).
+pub(crate) type KernelU8I16 = fn(&[u8], &[i16]) -> i32;
+
+/// The largest query weight magnitude for int8 codes of dimension `dim` whose sum cannot leave
+/// `i32`: `255·limit·dim < 2^31` (8,224 at 1,024 dimensions: 14 bits with the sign).
+pub(crate) fn i16_weight_limit(dim: usize) -> i16 {
+    (i32::MAX as usize / (255 * dim.max(1))).clamp(1, i16::MAX as usize) as i16
+}
 
 /// Bit planes per word of a query against binary codes (8-bit query weights: at 4 bits the
 /// rounding of a decaying spectrum's many small weights cost ~2 points of recall in the unit
@@ -83,7 +90,7 @@ pub(crate) struct Kernels {
     pub dot: Kernel,
     pub l2sq: Kernel,
     pub hamming: KernelBits,
-    pub dot_u8_i8: KernelU8I8,
+    pub dot_u8_i16: KernelU8I16,
     pub weighted_bits: KernelWeightedBits,
     pub name: &'static str,
 }
@@ -105,7 +112,7 @@ pub(crate) fn kernels() -> &'static Kernels {
                 } else {
                     scalar_hamming
                 },
-                dot_u8_i8: avx2::dot_u8_i8,
+                dot_u8_i16: avx2::dot_u8_i16,
                 weighted_bits: if std::arch::is_x86_feature_detected!("popcnt") {
                     avx2::weighted_bits
                 } else {
@@ -118,7 +125,7 @@ pub(crate) fn kernels() -> &'static Kernels {
             dot: simsimd_dot,
             l2sq: simsimd_l2sq,
             hamming: scalar_hamming,
-            dot_u8_i8: scalar_dot_u8_i8,
+            dot_u8_i16: scalar_dot_u8_i16,
             weighted_bits: scalar_weighted_bits,
             name: "simsimd",
         }
@@ -244,53 +251,46 @@ mod avx2 {
         _mm_cvtsi128_si32(s)
     }
 
-    /// `Σ u_j·d_j`: `vpmaddubsw` multiplies unsigned by signed bytes and adds pairs into `i16`
-    /// (no saturation: |d| <= 63 keeps each pair within 2·255·63 < 2^15), `vpmaddwd` widens.
+    /// `Σ u_j·d_j`: `vpmovzxbw` widens 16 codes to `i16`, `vpmaddwd` multiplies by the
+    /// weights and adds pairs into `i32` lanes (wrapping, like the scalar reference).
     #[target_feature(enable = "avx2")]
-    unsafe fn dot_u8_i8_impl(u: &[u8], d: &[i8]) -> i32 {
+    unsafe fn dot_u8_i16_impl(u: &[u8], d: &[i16]) -> i32 {
         let n = u.len().min(d.len());
         let (pu, pd) = (u.as_ptr(), d.as_ptr());
-        let ones = _mm256_set1_epi16(1);
         let (mut a0, mut a1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
         let mut i = 0;
-        // SAFETY: each load reads 32 bytes at `i` (or `i + 32`) within `n`, inside both slices;
-        // the caller runs on a CPU with AVX2.
+        // SAFETY: each load reads 16 codes (16 bytes) and 16 weights (32 bytes) at `i` or
+        // `i + 16`, within `n`, inside both slices; the caller runs on a CPU with AVX2.
         unsafe {
-            while i + 64 <= n {
-                let p0 = _mm256_maddubs_epi16(
-                    _mm256_loadu_si256(pu.add(i).cast()),
-                    _mm256_loadu_si256(pd.add(i).cast()),
-                );
-                let p1 = _mm256_maddubs_epi16(
-                    _mm256_loadu_si256(pu.add(i + 32).cast()),
-                    _mm256_loadu_si256(pd.add(i + 32).cast()),
-                );
-                a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(p0, ones));
-                a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(p1, ones));
-                i += 64;
-            }
             while i + 32 <= n {
-                let p = _mm256_maddubs_epi16(
-                    _mm256_loadu_si256(pu.add(i).cast()),
-                    _mm256_loadu_si256(pd.add(i).cast()),
-                );
-                a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(p, ones));
+                let u0 = _mm256_cvtepu8_epi16(_mm_loadu_si128(pu.add(i).cast()));
+                let u1 = _mm256_cvtepu8_epi16(_mm_loadu_si128(pu.add(i + 16).cast()));
+                let d0 = _mm256_loadu_si256(pd.add(i).cast());
+                let d1 = _mm256_loadu_si256(pd.add(i + 16).cast());
+                a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(u0, d0));
+                a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(u1, d1));
                 i += 32;
+            }
+            if i + 16 <= n {
+                let u0 = _mm256_cvtepu8_epi16(_mm_loadu_si128(pu.add(i).cast()));
+                let d0 = _mm256_loadu_si256(pd.add(i).cast());
+                a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(u0, d0));
+                i += 16;
             }
         }
         // SAFETY: AVX2 is present (the caller's contract); only register shuffles.
         let mut sum = unsafe { hsum_i32(_mm256_add_epi32(a0, a1)) };
         while i < n {
-            sum += i32::from(u[i]) * i32::from(d[i]);
+            sum = sum.wrapping_add(i32::from(u[i]) * i32::from(d[i]));
             i += 1;
         }
         sum
     }
 
     /// Only reachable through `kernels()`, which checked AVX2.
-    pub(super) fn dot_u8_i8(u: &[u8], d: &[i8]) -> i32 {
+    pub(super) fn dot_u8_i16(u: &[u8], d: &[i16]) -> i32 {
         // SAFETY: see the module contract: installed only after feature detection.
-        unsafe { dot_u8_i8_impl(u, d) }
+        unsafe { dot_u8_i16_impl(u, d) }
     }
 
     #[target_feature(enable = "popcnt")]
@@ -328,11 +328,10 @@ mod avx2 {
     }
 }
 
-pub(crate) fn scalar_dot_u8_i8(u: &[u8], d: &[i8]) -> i32 {
-    u.iter()
-        .zip(d)
-        .map(|(&x, &y)| i32::from(x) * i32::from(y))
-        .sum()
+pub(crate) fn scalar_dot_u8_i16(u: &[u8], d: &[i16]) -> i32 {
+    u.iter().zip(d).fold(0i32, |s, (&x, &y)| {
+        s.wrapping_add(i32::from(x) * i32::from(y))
+    })
 }
 
 pub(crate) fn scalar_hamming(a: &[u64], b: &[u64]) -> u32 {
@@ -476,21 +475,34 @@ mod tests {
     #[test]
     fn code_kernels_match_scalar() {
         let k = kernels();
-        for dim in [1usize, 7, 31, 32, 33, 63, 64, 65, 100, 1024] {
+        for dim in [
+            1usize, 7, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 1024, 4096,
+        ] {
             let u: Vec<u8> = (0..dim).map(|i| ((i * 53 + 7) % 256) as u8).collect();
-            let d: Vec<i8> = (0..dim).map(|i| ((i * 29 + 5) % 127) as i8 - 63).collect();
+            let limit = i16_weight_limit(dim);
+            let d: Vec<i16> = (0..dim)
+                .map(|i| ((i * 7919 + 5) % (2 * limit as usize + 1)) as i32 - i32::from(limit))
+                .map(|w| w as i16)
+                .collect();
+            let exact: i64 = u
+                .iter()
+                .zip(&d)
+                .map(|(&x, &y)| i64::from(x) * i64::from(y))
+                .sum();
             assert_eq!(
-                (k.dot_u8_i8)(&u, &d),
-                scalar_dot_u8_i8(&u, &d),
-                "dot_u8_i8 dim {dim}"
+                i64::from((k.dot_u8_i16)(&u, &d)),
+                exact,
+                "dot_u8_i16 dim {dim}"
             );
+            assert_eq!(i64::from(scalar_dot_u8_i16(&u, &d)), exact);
+            // The extremes the weight limit allows stay exact.
             let top = vec![255u8; dim];
-            for extreme in [63i8, -63] {
+            for extreme in [limit, -limit] {
                 let e = vec![extreme; dim];
                 assert_eq!(
-                    (k.dot_u8_i8)(&top, &e),
-                    scalar_dot_u8_i8(&top, &e),
-                    "no saturation, dim {dim}"
+                    i64::from((k.dot_u8_i16)(&top, &e)),
+                    255 * i64::from(extreme) * dim as i64,
+                    "no overflow, dim {dim}"
                 );
             }
         }

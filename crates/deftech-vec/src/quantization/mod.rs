@@ -4,9 +4,12 @@
 //! - **Scalar int8**: an affine map per dimension, learned from the segment's values (the central
 //!   `quantile` of each dimension; outliers clip): `x_j ≈ α_j·u_j + γ_j`, one byte
 //!   `u_j ∈ [0, 255]`. Per-dimension ranges keep precision where embeddings have a decaying
-//!   spectrum. For a query, `w_j = q_j·α_j` is rounded to 7-bit integers `d_j = w_j / s`, so
-//!   `q·x̂ ≈ s·Σ d_j·u_j + Σ q_j·γ_j` is one `vpmaddubsw` pass over 1 byte per dimension;
-//!   squared L2 adds the stored `‖x̂‖²` and the query's `‖q‖²`. Rescoring on `f32` removes the
+//!   spectrum. For a query, `w_j = q_j·α_j` is rounded to 14-bit integers `d_j = w_j / s` (at
+//!   1,024 dimensions; the widest whose sum fits `i32`), so `q·x̂ ≈ s·Σ d_j·u_j + Σ q_j·γ_j` is
+//!   one `vpmovzxbw` + `vpmaddwd` pass over 1 byte per dimension. (Weights rounded to 7 bits,
+//!   as `vpmaddubsw` needs, zeroed most dimensions of a decaying spectrum: `w_j` scales with the
+//!   square of a dimension's spread.)
+//!   Squared L2 adds the stored `‖x̂‖²` and the query's `‖q‖²`. Rescoring on `f32` removes the
 //!   approximation from the final scores.
 //! - **Binary**: one bit per dimension (`b_j = x_j > μ_j`, with `μ` the segment's per-dimension
 //!   mean), read back as `x̂_j = μ_j ± a_j` with `a_j` the dimension's mean absolute deviation.
@@ -430,11 +433,12 @@ impl Codes {
                 let (alphas, gammas) = (c.alphas(), c.betas());
                 let w: Vec<f32> = query.iter().zip(alphas).map(|(q, a)| q * a).collect();
                 let max = w.iter().fold(0f32, |m, x| m.max(x.abs()));
-                let scale = if max > 0.0 { max / 63.0 } else { 1.0 };
+                let limit = f32::from(distance::i16_weight_limit(c.dim));
+                let scale = if max > 0.0 { max / limit } else { 1.0 };
                 CodeQuery::I8 {
                     codes: c,
                     d: w.iter()
-                        .map(|x| (x / scale).round().clamp(-63.0, 63.0) as i8)
+                        .map(|x| (x / scale).round().clamp(-limit, limit) as i16)
                         .collect(),
                     scale,
                     offset: query.iter().zip(gammas).map(|(q, g)| q * g).sum(),
@@ -508,8 +512,8 @@ impl BitCodes {
 pub(crate) enum CodeQuery<'a> {
     I8 {
         codes: &'a I8Codes,
-        /// `q_j · α_j / scale`, rounded to 7 bits.
-        d: Vec<i8>,
+        /// `q_j · α_j / scale`, rounded to at most 16 bits ([`distance::i16_weight_limit`]).
+        d: Vec<i16>,
         scale: f32,
         /// `Σ q_j · γ_j`.
         offset: f32,
@@ -594,7 +598,7 @@ impl Scorer for CodeQuery<'_> {
                 k,
             } => {
                 let x = codes.code(i);
-                let dot = || scale * (k.dot_u8_i8)(x, d) as f32 + offset;
+                let dot = || scale * (k.dot_u8_i16)(x, d) as f32 + offset;
                 match metric {
                     Metric::Cosine | Metric::Dot => -dot(),
                     Metric::Euclid => (norm - 2.0 * dot() + codes.norm(i)).max(0.0),
@@ -764,6 +768,49 @@ mod tests {
             hit += truth.iter().filter(|t| got.contains(t)).count();
         }
         hit as f64 / (queries * 10) as f64
+    }
+
+    #[test]
+    fn int8_estimate_keeps_the_small_dimensions_of_a_decaying_spectrum() {
+        let dim = 256;
+        let n = 2000;
+        let v = decaying(n, dim);
+        let c = codes(&Quantization::int8(1.0), &v, dim);
+        let Codes::I8(codes_i8) = &c else {
+            unreachable!("int8 codes")
+        };
+        let (alphas, gammas) = (codes_i8.alphas(), codes_i8.betas());
+        let q = &v[7 * dim..8 * dim];
+        let scorer = c.query(Metric::Dot, q);
+        // The estimate is `q·x̂` for the reconstruction x̂_j = α_j·u_j + γ_j, up to the rounding
+        // of the query's weights; measured against how much `q·x̂` varies between points,
+        // which is what ranking needs. (Weights rounded to 7 bits zero most of these
+        // dimensions: `q_j·α_j` falls with the square of the spectrum.)
+        let recon: Vec<f64> = (0..n as u32)
+            .map(|i| {
+                let u = codes_i8.code(i);
+                (0..dim)
+                    .map(|j| {
+                        f64::from(q[j]) * f64::from(alphas[j].mul_add(f32::from(u[j]), gammas[j]))
+                    })
+                    .sum()
+            })
+            .collect();
+        let mean = recon.iter().sum::<f64>() / n as f64;
+        let spread = (recon.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
+        let worst = (0..n as u32)
+            .map(|i| (-f64::from(scorer.distance(i)) - recon[i as usize]).abs())
+            .fold(0f64, f64::max);
+        assert!(
+            worst < 1e-3 * spread,
+            "worst |estimate − q·x̂| {worst} vs spread of q·x̂ {spread}"
+        );
+        let all = |s: CodeQuery<'_>| (0..n as u32).map(|i| s.distance(i)).collect::<Vec<_>>();
+        let recall = recall_of(&v, dim, 20, |q| all(c.query(Metric::Cosine, q)));
+        assert!(
+            recall >= 0.99,
+            "top-10 within the best 20 by int8: {recall}"
+        );
     }
 
     #[test]
