@@ -355,10 +355,15 @@ fn run_deftech(
             temp.path().to_owned()
         }
     };
+    // The build-time file is written last: a kept folder without it is an interrupted build.
     let build_file = path.join("graph-build-ms");
+    let finished = std::fs::read_to_string(&build_file).ok();
+    if kept.is_some() && finished.is_none() && path.exists() {
+        std::fs::remove_dir_all(&path).expect("remove an interrupted kept build");
+    }
     let db = Database::open(&path).expect("open");
-    let (c, build_ms) = match std::fs::read_to_string(&build_file) {
-        Ok(ms) if kept.is_some() => {
+    let (c, build_ms) = match finished {
+        Some(ms) if kept.is_some() => {
             eprintln!("deftech: reopened the kept collection {}", path.display());
             let c = db.collection("ann").expect("kept collection");
             (c, ms.trim().parse::<u64>().expect("graph-build-ms"))
@@ -449,22 +454,24 @@ fn run_deftech(
             qps_all: median(&mut qps[i].1),
         });
     }
-    let mut per: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
+    let mut per: std::collections::BTreeMap<&str, (u64, u64, bool)> = Default::default();
     for s in &info.segments {
         for comp in &s.components {
             let e = per.entry(comp.name).or_default();
             e.0 += comp.mapped_bytes;
             e.1 += comp.resident_bytes;
+            e.2 |= comp.anonymous;
         }
     }
     eprintln!(
         "deftech ({mode}) memory per point by component, mapped / resident after the searches:"
     );
-    for (name, (m, r)) in per {
+    for (name, (m, r, anonymous)) in per {
         eprintln!(
-            "  {name:<16} {:>9.1} / {:>9.1} B",
+            "  {name:<16} {:>9.1} / {:>9.1} B{}",
             m as f64 / base.len() as f64,
-            r as f64 / base.len() as f64
+            r as f64 / base.len() as f64,
+            if anonymous { " (anonymous copy)" } else { "" }
         );
     }
     drop(c);

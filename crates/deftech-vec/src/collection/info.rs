@@ -77,6 +77,10 @@ pub struct ComponentInfo {
     pub mapped_bytes: u64,
     /// Bytes of it in memory now.
     pub resident_bytes: u64,
+    /// True when the component is a copy in anonymous memory (the graph and quantized codes of
+    /// segments of 2 MiB or more, in huge pages): process memory that the kernel cannot
+    /// reclaim, unlike the page cache behind mapped files. False for mapped files.
+    pub anonymous: bool,
 }
 
 /// Optimizer activity.
@@ -121,6 +125,7 @@ impl Collection {
                         name: "heap",
                         mapped_bytes: m.heap_bytes() as u64,
                         resident_bytes: m.heap_bytes() as u64,
+                        anonymous: true,
                     }],
                     mapped_bytes: 0,
                     heap_bytes: m.heap_bytes() as u64,
@@ -135,11 +140,14 @@ impl Collection {
                     components: s
                         .components()
                         .into_iter()
-                        .map(|(name, mapped_bytes, resident_bytes)| ComponentInfo {
-                            name,
-                            mapped_bytes,
-                            resident_bytes,
-                        })
+                        .map(
+                            |(name, mapped_bytes, resident_bytes, anonymous)| ComponentInfo {
+                                name,
+                                mapped_bytes,
+                                resident_bytes,
+                                anonymous,
+                            },
+                        )
                         .collect(),
                     mapped_bytes: s.mapped_bytes() as u64,
                     heap_bytes: sv.deletes.serialized_size() as u64,

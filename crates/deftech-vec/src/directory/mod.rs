@@ -100,7 +100,44 @@ pub(crate) trait AsBytes: Send + Sync {
     fn resident(&self) -> u64 {
         self.as_bytes().len() as u64
     }
+    /// True for a copy in anonymous memory (process memory, not the page cache).
+    fn anonymous(&self) -> bool {
+        false
+    }
 }
+
+/// A file's bytes copied into anonymous memory aligned to 2 MiB and advised for transparent
+/// huge pages (see [`FileBytes::copy_to_huge_pages`]).
+struct HugePageCopy {
+    map: memmap2::Mmap,
+    start: usize,
+    len: usize,
+}
+
+impl AsBytes for HugePageCopy {
+    fn as_bytes(&self) -> &[u8] {
+        &self.map[self.start..self.start + self.len]
+    }
+
+    fn lock(&self) -> io::Result<()> {
+        // Only the copy, not the untouched slack around it.
+        let bytes = self.as_bytes();
+        // SAFETY: mlock(2) only pins pages of a live mapping; the range lies inside `map`.
+        let rc = unsafe { libc::mlock(bytes.as_ptr().cast(), bytes.len()) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    fn anonymous(&self) -> bool {
+        true
+    }
+}
+
+/// The huge page size the copies align to.
+const HUGE_PAGE: usize = 2 << 20;
 
 impl FileBytes {
     pub(crate) fn new(inner: Arc<dyn AsBytes>) -> Self {
@@ -110,6 +147,49 @@ impl FileBytes {
     /// Locks the bytes in memory (mlock for maps): they stay resident.
     pub fn lock_in_memory(&self) -> io::Result<()> {
         self.inner.lock()
+    }
+
+    /// A copy of these bytes in anonymous memory backed by transparent huge pages, for data every
+    /// search reads all over (graph, quantized codes): random reads then miss the TLB far less
+    /// than over 4 KiB page-cache pages (measured at 1M × 1024: int8 search +34% single-thread;
+    /// ARCHITECTURE.md §11). Below 2 MiB, where one huge page would not pay, and when the kernel
+    /// refuses the memory, the bytes are returned as they are. Huge pages are a hint: with
+    /// `transparent_hugepage/enabled = never` the copy has 4 KiB pages.
+    pub(crate) fn copy_to_huge_pages(&self) -> FileBytes {
+        let len = self.len();
+        if len < HUGE_PAGE || self.inner.anonymous() {
+            return self.clone();
+        }
+        // One huge page of slack, so that the copy can start on a 2 MiB boundary; the pages of
+        // the slack are never touched, so they cost address space only.
+        let map = memmap2::MmapOptions::new()
+            .len(len.div_ceil(HUGE_PAGE) * HUGE_PAGE + HUGE_PAGE)
+            .map_anon();
+        let mut map = match map {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!("keeping {len} bytes in the page cache: no anonymous memory: {e}");
+                return self.clone();
+            }
+        };
+        let start = map.as_ptr().align_offset(HUGE_PAGE);
+        // Before the first touch, so the faults of the copy allocate huge pages.
+        #[cfg(target_os = "linux")]
+        let _ = map.advise(memmap2::Advice::HugePage);
+        map[start..start + len].copy_from_slice(self);
+        match map.make_read_only() {
+            Ok(map) => FileBytes::new(Arc::new(HugePageCopy { map, start, len })),
+            Err(e) => {
+                tracing::warn!("keeping {len} bytes in the page cache: {e}");
+                self.clone()
+            }
+        }
+    }
+
+    /// True when the bytes are a copy in anonymous memory (counted in the process's resident
+    /// memory, not in the page cache).
+    pub fn is_anonymous(&self) -> bool {
+        self.inner.anonymous()
     }
 
     /// Bytes currently resident in memory (page cache pages mapped in, or heap).
@@ -136,5 +216,34 @@ impl Deref for FileBytes {
 impl fmt::Debug for FileBytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "FileBytes({} bytes)", self.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_page_copies_hold_the_same_bytes_on_a_2_mib_boundary() {
+        let len = 5 * HUGE_PAGE / 2 + 123;
+        let bytes: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+        let original = FileBytes::from_vec(bytes.clone());
+        assert!(!original.is_anonymous());
+        let copy = original.copy_to_huge_pages();
+        assert!(copy.is_anonymous());
+        assert_eq!(&copy[..], &bytes[..]);
+        assert_eq!(copy.as_ptr() as usize % HUGE_PAGE, 0);
+        assert_eq!(copy.resident_bytes(), len as u64);
+        // A copy is not copied again.
+        let again = copy.copy_to_huge_pages();
+        assert_eq!(again.as_ptr(), copy.as_ptr());
+        // Locking pins the copy (or fails on a low RLIMIT_MEMLOCK); it never changes the bytes.
+        let _ = copy.lock_in_memory();
+        assert_eq!(&copy[..], &bytes[..]);
+        // Below one huge page the bytes stay where they are.
+        let small = FileBytes::from_vec(bytes[..HUGE_PAGE - 1].to_vec());
+        let kept = small.copy_to_huge_pages();
+        assert!(!kept.is_anonymous());
+        assert_eq!(kept.as_ptr(), small.as_ptr());
     }
 }

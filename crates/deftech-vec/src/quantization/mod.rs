@@ -343,6 +343,8 @@ impl Codes {
     ) -> Result<Codes> {
         let magic = if binary { MAGIC_BITS } else { MAGIC_I8 };
         let (bytes, h) = open_file(dir, path, magic)?;
+        // Every quantized search walks the codes: they live in memory, in huge pages.
+        let bytes = bytes.copy_to_huge_pages();
         let shown = dir.describe(path);
         let n = count as usize;
         if h.params[0] != u64::from(count) || h.params[1] != dim as u64 {

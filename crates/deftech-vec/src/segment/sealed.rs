@@ -309,7 +309,8 @@ impl SealedSegment {
     }
 
     /// Per file: (component, mapped bytes, resident bytes).
-    pub(crate) fn components(&self) -> Vec<(&'static str, u64, u64)> {
+    /// Per component: name, bytes, bytes resident, whether it is a copy in anonymous memory.
+    pub(crate) fn components(&self) -> Vec<(&'static str, u64, u64, bool)> {
         let mut out = vec![
             ("vectors", &self.vectors),
             ("ids", &self.ids),
@@ -322,9 +323,9 @@ impl SealedSegment {
         if let Some((_, c)) = &self.codes {
             out.push(("codes", c.file_bytes()));
         }
-        let mut res: Vec<(&'static str, u64, u64)> = out
+        let mut res: Vec<(&'static str, u64, u64, bool)> = out
             .into_iter()
-            .map(|(n, f)| (n, f.len() as u64, f.resident_bytes()))
+            .map(|(n, f)| (n, f.len() as u64, f.resident_bytes(), f.is_anonymous()))
             .collect();
         let (m, r) = self
             .indexes
@@ -332,7 +333,7 @@ impl SealedSegment {
             .map(|i| (i.file_bytes() as u64, i.resident_bytes()))
             .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
         if m > 0 {
-            res.push(("payload_indexes", m, r));
+            res.push(("payload_indexes", m, r, false));
         }
         res
     }
