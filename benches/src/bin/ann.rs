@@ -15,7 +15,9 @@
 //! `--rounds` (1: deftech's rows are measured that many times, interleaved, and the median
 //! queries/s printed, so a ratio between rows is not one moment of a noisy machine), `--keep`
 //! (deftech's built collection is kept in the data folder and reopened by the next run with the
-//! same data set and build parameters: query-side experiments at 1M skip the graph build).
+//! same data set and build parameters: query-side experiments at 1M skip the graph build; the
+//! name does not cover the engine's code, so remove `bench-data/kept-*` after changing how
+//! segments, graphs or codes are built).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::collections::HashMap;

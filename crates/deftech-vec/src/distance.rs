@@ -68,9 +68,15 @@ pub(crate) type KernelBits = fn(&[u64], &[u64]) -> u32;
 pub(crate) type KernelU8I16 = fn(&[u8], &[i16]) -> i32;
 
 /// The largest query weight magnitude for int8 codes of dimension `dim` whose sum cannot leave
-/// `i32`: `255·limit·dim < 2^31` (8,224 at 1,024 dimensions: 14 bits with the sign).
+/// `i32`: `255·limit·dim < 2^31` (±8,224 at 1,024 dimensions: 15 bits with the sign; 128 at
+/// the largest dimension a collection allows, 65,536).
 pub(crate) fn i16_weight_limit(dim: usize) -> i16 {
-    (i32::MAX as usize / (255 * dim.max(1))).clamp(1, i16::MAX as usize) as i16
+    let limit = (i32::MAX as usize / (255 * dim.max(1))).clamp(1, i16::MAX as usize);
+    debug_assert!(
+        255 * dim * limit <= i32::MAX as usize,
+        "dimension {dim} too large for exact int8 sums"
+    );
+    limit as i16
 }
 
 /// Bit planes per word of a query against binary codes (8-bit query weights: at 4 bits the

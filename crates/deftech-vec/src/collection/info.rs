@@ -78,8 +78,9 @@ pub struct ComponentInfo {
     /// Bytes of it in memory now.
     pub resident_bytes: u64,
     /// True when the component is a copy in anonymous memory (the graph and quantized codes of
-    /// segments of 2 MiB or more, in huge pages): process memory that the kernel cannot
-    /// reclaim, unlike the page cache behind mapped files. False for mapped files.
+    /// segments of 2 MiB or more, in huge pages): process memory that the kernel can only swap
+    /// out (not at all with `always_ram`, which locks it), unlike the page cache behind mapped
+    /// files, which it drops under pressure. False for mapped files.
     pub anonymous: bool,
 }
 

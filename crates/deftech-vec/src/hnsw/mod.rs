@@ -66,8 +66,6 @@ impl Graph {
     /// Opens and checks the graph file of a segment of `count` points.
     pub(crate) fn open(dir: &dyn Directory, path: &Path, count: u32) -> Result<Graph> {
         let (bytes, header) = open_file(dir, path, MAGIC)?;
-        // Every search walks the graph: it lives in memory, in huge pages.
-        let bytes = bytes.copy_to_huge_pages();
         let shown = dir.describe(path);
         let [n, m, entry] = header.params;
         let bad = |offset: u64, reason: String| Error::corrupted(&shown, offset, reason);
@@ -113,7 +111,11 @@ impl Graph {
         if g.upper_index(count as usize) as usize != upper_len {
             return Err(bad(16, "upper index does not match the upper links".into()));
         }
-        Ok(g)
+        // Every search walks the graph: once checked, it lives in memory, in huge pages.
+        Ok(Graph {
+            bytes: g.bytes.copy_to_huge_pages(),
+            ..g
+        })
     }
 
     fn words(&self) -> &[u32] {

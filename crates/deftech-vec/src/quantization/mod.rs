@@ -4,11 +4,11 @@
 //! - **Scalar int8**: an affine map per dimension, learned from the segment's values (the central
 //!   `quantile` of each dimension; outliers clip): `x_j ≈ α_j·u_j + γ_j`, one byte
 //!   `u_j ∈ [0, 255]`. Per-dimension ranges keep precision where embeddings have a decaying
-//!   spectrum. For a query, `w_j = q_j·α_j` is rounded to 14-bit integers `d_j = w_j / s` (at
-//!   1,024 dimensions; the widest whose sum fits `i32`), so `q·x̂ ≈ s·Σ d_j·u_j + Σ q_j·γ_j` is
-//!   one `vpmovzxbw` + `vpmaddwd` pass over 1 byte per dimension. (Weights rounded to 7 bits,
-//!   as `vpmaddubsw` needs, zeroed most dimensions of a decaying spectrum: `w_j` scales with the
-//!   square of a dimension's spread.)
+//!   spectrum. For a query, `w_j = q_j·α_j` is rounded to integers `d_j = w_j / s` of up to
+//!   ±8,224 at 1,024 dimensions (15 bits with the sign; the widest whose sum fits `i32`), so
+//!   `q·x̂ ≈ s·Σ d_j·u_j + Σ q_j·γ_j` is one `vpmovzxbw` + `vpmaddwd` pass over 1 byte per
+//!   dimension. (Weights rounded to 7 bits, as `vpmaddubsw` needs, zeroed most dimensions of a
+//!   decaying spectrum: `w_j` scales with the square of a dimension's spread.)
 //!   Squared L2 adds the stored `‖x̂‖²` and the query's `‖q‖²`. Rescoring on `f32` removes the
 //!   approximation from the final scores.
 //! - **Binary**: one bit per dimension (`b_j = x_j > μ_j`, with `μ` the segment's per-dimension
@@ -343,8 +343,6 @@ impl Codes {
     ) -> Result<Codes> {
         let magic = if binary { MAGIC_BITS } else { MAGIC_I8 };
         let (bytes, h) = open_file(dir, path, magic)?;
-        // Every quantized search walks the codes: they live in memory, in huge pages.
-        let bytes = bytes.copy_to_huge_pages();
         let shown = dir.describe(path);
         let n = count as usize;
         if h.params[0] != u64::from(count) || h.params[1] != dim as u64 {
@@ -389,7 +387,12 @@ impl Codes {
                     "bad per-dimension means or deviations",
                 ));
             }
-            Ok(Codes::Bits(c))
+            // Every quantized search walks the codes: once checked, they live in memory, in
+            // huge pages.
+            Ok(Codes::Bits(BitCodes {
+                bytes: c.bytes.copy_to_huge_pages(),
+                ..c
+            }))
         } else {
             let norms_at = (n * dim).div_ceil(4) * 4;
             let map_at = norms_at + n * 4;
@@ -416,7 +419,10 @@ impl Codes {
                     "bad per-dimension code map",
                 ));
             }
-            Ok(Codes::I8(c))
+            Ok(Codes::I8(I8Codes {
+                bytes: c.bytes.copy_to_huge_pages(),
+                ..c
+            }))
         }
     }
 
@@ -813,6 +819,30 @@ mod tests {
             recall >= 0.99,
             "top-10 within the best 20 by int8: {recall}"
         );
+    }
+
+    #[test]
+    fn codes_of_2_mib_or_more_are_searched_from_a_huge_page_copy() {
+        let (n, dim) = (2100, 1024);
+        let v = data(n, dim);
+        for q in [Quantization::int8(1.0), Quantization::binary()] {
+            let c = codes(&q, &v, dim);
+            let big = c.file_bytes().len() >= 2 << 20;
+            assert_eq!(
+                c.file_bytes().is_anonymous(),
+                big && crate::directory::huge_pages_available(),
+                "{q:?}: {} bytes",
+                c.file_bytes().len()
+            );
+            // The copy scores like the file: each point is its own nearest.
+            for i in [0u32, 777, 2099] {
+                let s = c.query(Metric::Euclid, &v[i as usize * dim..][..dim]);
+                let nearest = (0..n as u32)
+                    .min_by(|&a, &b| s.distance(a).total_cmp(&s.distance(b)))
+                    .expect("points");
+                assert_eq!(nearest, i, "{q:?}");
+            }
+        }
     }
 
     #[test]
