@@ -196,6 +196,12 @@ pub struct HnswConfig {
     pub ef_construct: usize,
     /// Segments with fewer points than this are scanned exactly instead of indexed.
     pub full_scan_threshold: usize,
+    /// Keep each sealed segment's graph and quantized codes in the page cache (mapped files)
+    /// instead of copying them into process memory in huge pages (Qdrant's `hnsw_config.on_disk`).
+    /// The copies make searches faster (ARCHITECTURE.md §11) but must fit in memory; set this
+    /// when graph and codes are larger than RAM. Takes effect as segments are opened.
+    #[serde(default)]
+    pub on_disk: bool,
 }
 
 impl Default for HnswConfig {
@@ -204,6 +210,7 @@ impl Default for HnswConfig {
             m: 16,
             ef_construct: 100,
             full_scan_threshold: 10_000,
+            on_disk: false,
         }
     }
 }
@@ -227,6 +234,13 @@ impl HnswConfig {
     #[must_use]
     pub fn full_scan_threshold(mut self, points: usize) -> Self {
         self.full_scan_threshold = points;
+        self
+    }
+
+    /// Keeps graph and quantized codes mapped (page cache) instead of copied into memory.
+    #[must_use]
+    pub fn on_disk(mut self, on: bool) -> Self {
+        self.on_disk = on;
         self
     }
 }

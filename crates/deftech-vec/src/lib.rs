@@ -205,9 +205,18 @@ pub mod fuzzing {
         };
         let _ = f.write_all(bytes);
         drop(f);
-        let Ok(seg) =
-            SealedSegment::open(&dir, 1, folder, 3, Metric::Dot, 4, &schema(), false, None)
-        else {
+        let Ok(seg) = SealedSegment::open(
+            &dir,
+            1,
+            folder,
+            3,
+            Metric::Dot,
+            4,
+            &schema(),
+            false,
+            None,
+            true,
+        ) else {
             return false;
         };
         let _ = seg.verify(&dir);

@@ -163,6 +163,15 @@ fn collection_config(body: &Value) -> Result<CollectionConfig, ApiError> {
         if let Some(kb) = u64_of(h, "full_scan_threshold", "hnsw_config")? {
             hnsw = hnsw.full_scan_threshold(kb_to_points(kb, dim.max(1)));
         }
+        match h.get("on_disk") {
+            None | Some(Value::Null) => {}
+            Some(Value::Bool(on)) => hnsw = hnsw.on_disk(*on),
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "hnsw_config.on_disk: expected true or false, got {other}"
+                )));
+            }
+        }
     }
     config = config.hnsw(hnsw);
     let mut opt = OptimizerConfig::default();
@@ -273,7 +282,7 @@ pub(crate) async fn info(
                 "ef_construct": cfg.hnsw.ef_construct,
                 "full_scan_threshold": points_to_kb(cfg.hnsw.full_scan_threshold, dim),
                 "max_indexing_threads": 0,
-                "on_disk": true
+                "on_disk": cfg.hnsw.on_disk
             },
             "optimizer_config": {
                 "deleted_threshold": cfg.optimizer.vacuum_deleted_ratio,

@@ -88,7 +88,23 @@ fn collection_endpoints() {
         json!({"size": 3, "distance": "Dot"})
     );
     assert_eq!(info["config"]["hnsw_config"]["m"], 8);
+    // Graph and codes are copied into memory unless `on_disk` keeps them mapped.
+    assert_eq!(info["config"]["hnsw_config"]["on_disk"], false);
     assert!(info["segments_count"].as_u64().unwrap() >= 1);
+    s.ok(
+        "PUT",
+        "/collections/mapped",
+        Some(json!({"vectors": {"size": 3, "distance": "Dot"}, "hnsw_config": {"on_disk": true}})),
+    );
+    let mapped = s.ok("GET", "/collections/mapped", None);
+    assert_eq!(mapped["config"]["hnsw_config"]["on_disk"], true);
+    let (status, v) = s.call(
+        "PUT",
+        "/collections/bad",
+        Some(json!({"vectors": {"size": 3, "distance": "Dot"}, "hnsw_config": {"on_disk": "yes"}})),
+    );
+    assert_eq!(status, 400, "{v}");
+    assert!(v.to_string().contains("hnsw_config.on_disk"), "{v}");
     assert_eq!(s.ok("DELETE", "/collections/c", None), json!(true));
     assert_eq!(s.ok("DELETE", "/collections/c", None), json!(false));
     let (status, v) = s.call("GET", "/collections/c", None);

@@ -324,6 +324,7 @@ impl Collection {
                 &ms.indexes,
                 ms.graph,
                 ms.codes.as_deref(),
+                !config.hnsw.on_disk,
             )?;
             if config
                 .quantization

@@ -178,6 +178,7 @@ fn build(
             schema,
             false,
             None,
+            !cfg.hnsw.on_disk,
         )?;
         if let Some(q) = &cfg.quantization
             && count > 0
@@ -188,7 +189,7 @@ fn build(
             quantization::write(dir, &tmp, q, seg.vectors(), cfg.dimension)?;
             dir.rename(&tmp, &folder.join(name))
                 .at(&dir.describe(&tmp))?;
-            seg = seg.with_codes(dir, name)?;
+            seg = seg.with_codes(dir, name, !cfg.hnsw.on_disk)?;
         }
         if count > 0 && count as usize >= cfg.hnsw.full_scan_threshold {
             let start = std::time::Instant::now();
@@ -208,7 +209,7 @@ fn build(
             dir.rename(&tmp, &folder.join(hnsw::FILE))
                 .at(&dir.describe(&tmp))?;
             dir.sync_dir(&folder).at(&dir.describe(&folder))?;
-            seg = seg.with_graph(dir)?;
+            seg = seg.with_graph(dir, !cfg.hnsw.on_disk)?;
             inner
                 .stats
                 .graph_build_ms

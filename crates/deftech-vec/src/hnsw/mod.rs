@@ -63,8 +63,14 @@ impl std::fmt::Debug for Graph {
 }
 
 impl Graph {
-    /// Opens and checks the graph file of a segment of `count` points.
-    pub(crate) fn open(dir: &dyn Directory, path: &Path, count: u32) -> Result<Graph> {
+    /// Opens and checks the graph file of a segment of `count` points; `in_ram`: copied into
+    /// huge pages ([`FileBytes::copy_to_huge_pages`](crate::directory::FileBytes)).
+    pub(crate) fn open(
+        dir: &dyn Directory,
+        path: &Path,
+        count: u32,
+        in_ram: bool,
+    ) -> Result<Graph> {
         let (bytes, header) = open_file(dir, path, MAGIC)?;
         let shown = dir.describe(path);
         let [n, m, entry] = header.params;
@@ -110,6 +116,9 @@ impl Graph {
         };
         if g.upper_index(count as usize) as usize != upper_len {
             return Err(bad(16, "upper index does not match the upper links".into()));
+        }
+        if !in_ram {
+            return Ok(g);
         }
         // Every search walks the graph: once checked, it lives in memory, in huge pages.
         Ok(Graph {

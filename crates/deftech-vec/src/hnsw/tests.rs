@@ -34,7 +34,7 @@ fn built(vectors: &[f32], dim: usize, m: usize) -> (MemoryDirectory, Graph) {
         seed: 7,
     };
     build(&dir, Path::new("g"), store, params).unwrap();
-    let g = Graph::open(&dir, Path::new("g"), store.len() as u32).unwrap();
+    let g = Graph::open(&dir, Path::new("g"), store.len() as u32, true).unwrap();
     (dir, g)
 }
 
@@ -157,7 +157,7 @@ fn damaged_graph_files_are_rejected_or_harmless() {
     let (dir, g) = built(&vectors, dim, 4);
     let bytes = dir.read(Path::new("g")).unwrap().to_vec();
     drop(g);
-    assert!(Graph::open(&dir, Path::new("g"), 301).is_err());
+    assert!(Graph::open(&dir, Path::new("g"), 301, true).is_err());
     let store = F32Vectors::new(Metric::Euclid, &vectors, dim);
     let scorer = store.query(&vectors[..dim]);
     let mut out = Vec::new();
@@ -171,7 +171,7 @@ fn damaged_graph_files_are_rejected_or_harmless() {
         let mut f = dir.create(Path::new("g2")).unwrap();
         f.write_all(&b).unwrap();
         drop(f);
-        if let Ok(g) = Graph::open(&dir, Path::new("g2"), 300) {
+        if let Ok(g) = Graph::open(&dir, Path::new("g2"), 300, true) {
             with_context(|ctx| search(ctx, 300, &g, &scorer, 10, &|_| true, &mut out));
         }
     }

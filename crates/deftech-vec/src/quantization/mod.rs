@@ -333,13 +333,15 @@ pub(crate) fn file_name(q: &Quantization) -> &'static str {
 }
 
 impl Codes {
-    /// Opens a codes file of a segment of `count` points of dimension `dim`.
+    /// Opens a codes file of a segment of `count` points of dimension `dim`; `in_ram`: copied
+    /// into huge pages once checked.
     pub(crate) fn open(
         dir: &dyn Directory,
         path: &Path,
         binary: bool,
         count: u32,
         dim: usize,
+        in_ram: bool,
     ) -> Result<Codes> {
         let magic = if binary { MAGIC_BITS } else { MAGIC_I8 };
         let (bytes, h) = open_file(dir, path, magic)?;
@@ -389,6 +391,9 @@ impl Codes {
             }
             // Every quantized search walks the codes: once checked, they live in memory, in
             // huge pages.
+            if !in_ram {
+                return Ok(Codes::Bits(c));
+            }
             Ok(Codes::Bits(BitCodes {
                 bytes: c.bytes.copy_to_huge_pages(),
                 ..c
@@ -418,6 +423,9 @@ impl Codes {
                     (HEADER_LEN + map_at) as u64,
                     "bad per-dimension code map",
                 ));
+            }
+            if !in_ram {
+                return Ok(Codes::I8(c));
             }
             Ok(Codes::I8(I8Codes {
                 bytes: c.bytes.copy_to_huge_pages(),
@@ -695,6 +703,7 @@ mod tests {
             matches!(q, Quantization::Binary(_)),
             (v.len() / dim) as u32,
             dim,
+            true,
         )
         .unwrap()
     }
@@ -834,6 +843,12 @@ mod tests {
                 "{q:?}: {} bytes",
                 c.file_bytes().len()
             );
+            // `hnsw.on_disk` keeps them mapped.
+            let dir = MemoryDirectory::new();
+            write(&dir, Path::new("c"), &q, &v, dim).unwrap();
+            let binary = matches!(q, Quantization::Binary(_));
+            let mapped = Codes::open(&dir, Path::new("c"), binary, n as u32, dim, false).unwrap();
+            assert!(!mapped.file_bytes().is_anonymous());
             // The copy scores like the file: each point is its own nearest.
             for i in [0u32, 777, 2099] {
                 let s = c.query(Metric::Euclid, &v[i as usize * dim..][..dim]);
@@ -904,7 +919,7 @@ mod tests {
         }
         w.write(bytemuck::cast_slice(&means)).unwrap();
         w.finish([n as u64, dim as u64, 1]).unwrap();
-        let c = Codes::open(&dir, Path::new("c"), true, n as u32, dim).unwrap();
+        let c = Codes::open(&dir, Path::new("c"), true, n as u32, dim, true).unwrap();
         let s = c.query(Metric::Cosine, &v[..dim]);
         assert!(matches!(s, CodeQuery::Bits { .. }));
         assert_eq!(s.distance(0), -1.0, "identical bit pattern");
@@ -915,8 +930,8 @@ mod tests {
         let dir = MemoryDirectory::new();
         let v = data(10, 8);
         write(&dir, Path::new("c"), &Quantization::int8(0.99), &v, 8).unwrap();
-        assert!(Codes::open(&dir, Path::new("c"), false, 11, 8).is_err());
-        assert!(Codes::open(&dir, Path::new("c"), true, 10, 8).is_err());
-        assert!(Codes::open(&dir, Path::new("c"), false, 10, 8).is_ok());
+        assert!(Codes::open(&dir, Path::new("c"), false, 11, 8, true).is_err());
+        assert!(Codes::open(&dir, Path::new("c"), true, 10, 8, true).is_err());
+        assert!(Codes::open(&dir, Path::new("c"), false, 10, 8, true).is_ok());
     }
 }

@@ -90,6 +90,7 @@ impl SealedSegment {
         indexes: &BTreeMap<String, PayloadIndexKind>,
         graph: bool,
         codes: Option<&str>,
+        in_ram: bool,
     ) -> Result<SealedSegment> {
         let n = u64::from(count);
         let (vectors, vh) = open_file(dir, &folder.join(VECTORS), MAGIC_VECTORS)?;
@@ -149,7 +150,7 @@ impl SealedSegment {
             opened.insert(field.clone(), SealedIndex::open(dir, &path, kind, count)?);
         }
         let graph = if graph {
-            Some(Graph::open(dir, &folder.join(hnsw::FILE), count)?)
+            Some(Graph::open(dir, &folder.join(hnsw::FILE), count, in_ram)?)
         } else {
             None
         };
@@ -162,6 +163,7 @@ impl SealedSegment {
                     name == quantization::FILE_BITS,
                     count,
                     dim,
+                    in_ram,
                 )?,
             )),
             None => None,
@@ -213,8 +215,9 @@ impl SealedSegment {
         })
     }
 
-    /// The same segment with its graph file (already written in the folder) opened.
-    pub(crate) fn with_graph(&self, dir: &dyn Directory) -> Result<SealedSegment> {
+    /// The same segment with its graph file (already written in the folder) opened (`in_ram`:
+    /// copied into memory, see [`Graph::open`]).
+    pub(crate) fn with_graph(&self, dir: &dyn Directory, in_ram: bool) -> Result<SealedSegment> {
         Ok(SealedSegment {
             id: self.id,
             folder: self.folder.clone(),
@@ -226,20 +229,32 @@ impl SealedSegment {
             payloads: self.payloads.clone(),
             payload_blob_len: self.payload_blob_len,
             indexes: self.indexes.clone(),
-            graph: Some(Graph::open(dir, &self.folder.join(hnsw::FILE), self.count)?),
+            graph: Some(Graph::open(
+                dir,
+                &self.folder.join(hnsw::FILE),
+                self.count,
+                in_ram,
+            )?),
             codes: self.codes.clone(),
             shown: self.shown.clone(),
         })
     }
 
-    /// The same segment with its codes file (already written in the folder) opened.
-    pub(crate) fn with_codes(&self, dir: &dyn Directory, name: &str) -> Result<SealedSegment> {
+    /// The same segment with its codes file (already written in the folder) opened (`in_ram`:
+    /// copied into memory, see [`Codes::open`]).
+    pub(crate) fn with_codes(
+        &self,
+        dir: &dyn Directory,
+        name: &str,
+        in_ram: bool,
+    ) -> Result<SealedSegment> {
         let codes = Codes::open(
             dir,
             &self.folder.join(name),
             name == quantization::FILE_BITS,
             self.count,
             self.dim,
+            in_ram,
         )?;
         Ok(SealedSegment {
             id: self.id,
