@@ -198,6 +198,16 @@ impl FileBytes {
         }
     }
 
+    /// These bytes as searches should read them: [`copy_to_huge_pages`](Self::copy_to_huge_pages)
+    /// when `in_ram`, as they are otherwise (`hnsw.on_disk`).
+    pub(crate) fn for_search(&self, in_ram: bool) -> FileBytes {
+        if in_ram {
+            self.copy_to_huge_pages()
+        } else {
+            self.clone()
+        }
+    }
+
     /// True when the bytes are a copy in anonymous memory (counted in the process's resident
     /// memory, not in the page cache).
     pub fn is_anonymous(&self) -> bool {

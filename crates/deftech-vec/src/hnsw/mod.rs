@@ -117,12 +117,9 @@ impl Graph {
         if g.upper_index(count as usize) as usize != upper_len {
             return Err(bad(16, "upper index does not match the upper links".into()));
         }
-        if !in_ram {
-            return Ok(g);
-        }
         // Every search walks the graph: once checked, it lives in memory, in huge pages.
         Ok(Graph {
-            bytes: g.bytes.copy_to_huge_pages(),
+            bytes: g.bytes.for_search(in_ram),
             ..g
         })
     }

@@ -391,11 +391,8 @@ impl Codes {
             }
             // Every quantized search walks the codes: once checked, they live in memory, in
             // huge pages.
-            if !in_ram {
-                return Ok(Codes::Bits(c));
-            }
             Ok(Codes::Bits(BitCodes {
-                bytes: c.bytes.copy_to_huge_pages(),
+                bytes: c.bytes.for_search(in_ram),
                 ..c
             }))
         } else {
@@ -424,11 +421,8 @@ impl Codes {
                     "bad per-dimension code map",
                 ));
             }
-            if !in_ram {
-                return Ok(Codes::I8(c));
-            }
             Ok(Codes::I8(I8Codes {
-                bytes: c.bytes.copy_to_huge_pages(),
+                bytes: c.bytes.for_search(in_ram),
                 ..c
             }))
         }
