@@ -183,78 +183,169 @@ impl Building<'_> {
     }
 }
 
+/// No parent or next hop yet (see [`Building::connect`]).
+const NONE: u32 = u32::MAX;
+
 impl Building<'_> {
-    /// Makes every node reachable from the entry point at level 0. The neighbour heuristic can
-    /// leave a few nodes with no incoming links; each is linked from its nearest reachable
-    /// node (taking a free slot, or replacing a link whose target has other incoming links),
-    /// and reachability is recomputed until nothing changes. Returns the nodes still
-    /// unreachable (none in practice).
-    fn connect_unreachable(&self, ctx: &mut SearchContext) -> usize {
+    /// Makes level 0 strongly connected: every node reachable from the entry point and the
+    /// entry point reachable from every node, so a search reaches every node wherever the
+    /// descent through the upper levels lands. The neighbour heuristic can leave a few nodes
+    /// without incoming links (or, with dot product, whole regions without a way back); each
+    /// is linked to or from its nearest connected node, taking a free slot or replacing a link
+    /// that is not on the spanning trees, which therefore stay intact: one pass suffices.
+    /// Returns how many nodes could not be connected (none in practice).
+    fn connect(&self, ctx: &mut SearchContext) -> usize {
         let Some((entry, _)) = Links::entry(self) else {
             return 0;
         };
         let n = self.n;
-        let mut last_unreachable = usize::MAX;
-        for _round in 0..8 {
-            let mut indegree = vec![0u32; n];
-            for node in 0..n as u32 {
-                self.for_each_neighbor(node, 0, |x| indegree[x as usize] += 1);
+        let mut failed = 0;
+        let mut found = Vec::new();
+        // Forward: `parent[v]` is the node whose link first reached `v` from the entry point.
+        let mut parent = vec![NONE; n];
+        parent[entry as usize] = entry;
+        self.reach_forward(entry, &mut parent);
+        for u in 0..n as u32 {
+            if parent[u as usize] != NONE {
+                continue;
             }
-            let mut reach = vec![false; n];
-            let mark = |from: u32, reach: &mut Vec<bool>| {
-                let mut stack = vec![from];
-                reach[from as usize] = true;
-                while let Some(x) = stack.pop() {
-                    self.for_each_neighbor(x, 0, |y| {
-                        if !reach[y as usize] {
-                            reach[y as usize] = true;
-                            stack.push(y);
-                        }
-                    });
+            let accept = |i: u32| parent[i as usize] != NONE;
+            self.nearest(ctx, u, entry, &accept, &mut found);
+            let from = found.iter().map(|&(_, w)| w).find(|&w| {
+                // Removing a link w → v that is not a tree edge leaves every node reached.
+                self.link_level0(w, u, |v| parent[v as usize] != w)
+            });
+            match from {
+                Some(w) => {
+                    parent[u as usize] = w;
+                    self.reach_forward(u, &mut parent);
                 }
-            };
-            mark(entry, &mut reach);
-            let unreachable = reach.iter().filter(|r| !**r).count();
-            if unreachable == 0 || unreachable >= last_unreachable {
-                return unreachable;
-            }
-            last_unreachable = unreachable;
-            let mut found = Vec::new();
-            for u in 0..n as u32 {
-                if reach[u as usize] {
-                    continue;
-                }
-                let scorer = self.store.query(self.store.vector(u));
-                let accept = |i: u32| reach[i as usize] && i != u;
-                super::search::search(ctx, n, self, &scorer, 2 * self.m, &accept, &mut found);
-                let max = 2 * self.m;
-                for &(_, w) in &found {
-                    let slots = self.slots(w, 0);
-                    let len = slots[0].load(Ordering::Relaxed) as usize;
-                    if len < max {
-                        slots[1 + len].store(u, Ordering::Relaxed);
-                        slots[0].store(len as u32 + 1, Ordering::Relaxed);
-                    } else {
-                        // Replace the farthest neighbour that others also link to; the next
-                        // round checks nothing became unreachable.
-                        let victim = (1..=len)
-                            .filter(|&k| indegree[slots[k].load(Ordering::Relaxed) as usize] > 1)
-                            .max_by(|&a, &b| {
-                                let da = self.store.between(w, slots[a].load(Ordering::Relaxed));
-                                let db = self.store.between(w, slots[b].load(Ordering::Relaxed));
-                                da.total_cmp(&db)
-                            });
-                        let Some(k) = victim else { continue };
-                        indegree[slots[k].load(Ordering::Relaxed) as usize] -= 1;
-                        slots[k].store(u, Ordering::Relaxed);
-                    }
-                    indegree[u as usize] += 1;
-                    mark(u, &mut reach);
-                    break;
-                }
+                None => failed += 1,
             }
         }
-        last_unreachable
+        // Backward, on the reversed links: `next[x]` is the link `x` follows toward the entry.
+        let mut start = vec![0u32; n + 1];
+        for x in 0..n as u32 {
+            self.for_each_neighbor(x, 0, |y| start[y as usize + 1] += 1);
+        }
+        for i in 0..n {
+            start[i + 1] += start[i];
+        }
+        let mut fill = start.clone();
+        let mut from = vec![0u32; start[n] as usize];
+        for x in 0..n as u32 {
+            self.for_each_neighbor(x, 0, |y| {
+                from[fill[y as usize] as usize] = x;
+                fill[y as usize] += 1;
+            });
+        }
+        drop(fill);
+        let reverse = |y: u32| &from[start[y as usize] as usize..start[y as usize + 1] as usize];
+        let mut next = vec![NONE; n];
+        next[entry as usize] = entry;
+        let reach_backward = |to: u32, next: &mut Vec<u32>| {
+            let mut stack = vec![to];
+            while let Some(y) = stack.pop() {
+                for &x in reverse(y) {
+                    if next[x as usize] == NONE {
+                        next[x as usize] = y;
+                        stack.push(x);
+                    }
+                }
+            }
+        };
+        reach_backward(entry, &mut next);
+        for u in 0..n as u32 {
+            if next[u as usize] != NONE {
+                continue;
+            }
+            let accept = |i: u32| next[i as usize] != NONE && i != u;
+            self.nearest(ctx, u, entry, &accept, &mut found);
+            // u is on no path to the entry yet, so none of its links is on the backward tree;
+            // links that are forward tree edges (u → its children) stay.
+            let to = found
+                .iter()
+                .map(|&(_, w)| w)
+                .find(|&w| self.link_level0(u, w, |v| parent[v as usize] != u));
+            match to {
+                // The reversed lists stay exact for the nodes still to be connected: links
+                // added here point at connected nodes, and a link u → v replaced here leaves a
+                // stale entry in v's list that names u, connected from this moment on.
+                Some(w) => {
+                    next[u as usize] = w;
+                    reach_backward(u, &mut next);
+                }
+                None => failed += 1,
+            }
+        }
+        failed
+    }
+
+    /// The `2m` accepted nodes nearest to `u` at level 0, searched from both the end of the
+    /// descent toward `u` (close to it, but it may not reach the accepted nodes) and the entry
+    /// point (which reaches every node once the forward pass is done).
+    fn nearest(
+        &self,
+        ctx: &mut SearchContext,
+        u: u32,
+        entry: u32,
+        accept: &impl Fn(u32) -> bool,
+        found: &mut Vec<(f32, u32)>,
+    ) {
+        let scorer = self.store.query(self.store.vector(u));
+        let top = self.levels[entry as usize];
+        let d_entry = crate::scorer::Scorer::distance(&scorer, entry);
+        let (mut ep, mut d) = (entry, d_entry);
+        for level in (1..=top).rev() {
+            (ep, d) = greedy(self, &scorer, ep, d, level);
+        }
+        ctx.reset(self.n);
+        ctx.seed(d_entry, entry, accept(entry));
+        if ep != entry {
+            ctx.seed(d, ep, accept(ep));
+        }
+        search_layer(ctx, self, &scorer, 0, 2 * self.m, accept);
+        ctx.sorted_results(found);
+    }
+
+    /// Marks everything reachable from `from` at level 0, recording each node's parent.
+    fn reach_forward(&self, from: u32, parent: &mut [u32]) {
+        let mut stack = vec![from];
+        while let Some(x) = stack.pop() {
+            self.for_each_neighbor(x, 0, |y| {
+                if parent[y as usize] == NONE {
+                    parent[y as usize] = x;
+                    stack.push(y);
+                }
+            });
+        }
+    }
+
+    /// Adds the level-0 link `w → u` into a free slot, or in place of `w`'s farthest
+    /// neighbour that `removable` allows; false when the list is full of links to keep.
+    fn link_level0(&self, w: u32, u: u32, removable: impl Fn(u32) -> bool) -> bool {
+        if w == u {
+            return false;
+        }
+        let slots = self.slots(w, 0);
+        let len = (slots[0].load(Ordering::Relaxed) as usize).min(slots.len() - 1);
+        let link = |k: usize| slots[k].load(Ordering::Relaxed);
+        if (1..=len).any(|k| link(k) == u) {
+            return true;
+        }
+        if len < 2 * self.m {
+            slots[1 + len].store(u, Ordering::Relaxed);
+            slots[0].store(len as u32 + 1, Ordering::Relaxed);
+            return true;
+        }
+        let victim = (1..=len).filter(|&k| removable(link(k))).max_by(|&a, &b| {
+            let da = self.store.between(w, link(a));
+            let db = self.store.between(w, link(b));
+            da.total_cmp(&db)
+        });
+        let Some(k) = victim else { return false };
+        slots[k].store(u, Ordering::Relaxed);
+        true
     }
 }
 
@@ -327,12 +418,12 @@ pub(crate) fn build(
             }
         });
     }
-    let unreachable = b.connect_unreachable(&mut SearchContext::new());
-    if unreachable > 0 {
+    let unconnected = b.connect(&mut SearchContext::new());
+    if unconnected > 0 {
         tracing::warn!(
             nodes = n,
-            unreachable,
-            "graph nodes left unreachable at level 0"
+            unconnected,
+            "graph nodes left without a path to or from the entry point at level 0"
         );
     }
     let (entry, top) = *b.entry.read();
