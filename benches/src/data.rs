@@ -28,6 +28,90 @@ impl Vectors {
     }
 }
 
+/// Row access to a data set, held in memory or mapped from its file.
+pub trait Rows: Sync {
+    fn dim(&self) -> usize;
+    fn len(&self) -> usize;
+    fn row(&self, i: usize) -> &[f32];
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Rows for Vectors {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn len(&self) -> usize {
+        Vectors::len(self)
+    }
+    fn row(&self, i: usize) -> &[f32] {
+        Vectors::row(self, i)
+    }
+}
+
+/// An `.fvecs` file mapped instead of read: rows come from the page cache, so a data set as
+/// large as memory (2M × 1024 is 8 GB) does not also sit on the harness's heap beside the
+/// engine's mutable segment while it is loaded.
+#[derive(Debug)]
+pub struct MappedFvecs {
+    map: memmap2::Mmap,
+    dim: usize,
+    len: usize,
+}
+
+impl MappedFvecs {
+    pub fn open(path: &Path) -> std::io::Result<MappedFvecs> {
+        let file = File::open(path)?;
+        // SAFETY: the harness's own cache file, not modified while mapped.
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        let bad = |why: String| std::io::Error::other(format!("{}: {why}", path.display()));
+        let head: [u8; 4] = map
+            .get(..4)
+            .ok_or_else(|| bad("empty".into()))?
+            .try_into()
+            .expect("4");
+        let dim = usize::try_from(i32::from_le_bytes(head))
+            .ok()
+            .filter(|&d| d > 0)
+            .ok_or_else(|| bad("bad dimension".into()))?;
+        let stride = 4 + 4 * dim;
+        if map.len() % stride != 0 {
+            return Err(bad(format!(
+                "{} bytes is not whole rows of {dim}",
+                map.len()
+            )));
+        }
+        // Each row's own dimension is checked when it is read: checking them all here would
+        // read the whole file.
+        let len = map.len() / stride;
+        Ok(MappedFvecs { map, dim, len })
+    }
+}
+
+impl Rows for MappedFvecs {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn row(&self, i: usize) -> &[f32] {
+        assert!(i < self.len, "row {i} of {}", self.len);
+        let at = i * (4 + 4 * self.dim);
+        let d = i32::from_le_bytes(self.map[at..at + 4].try_into().expect("4"));
+        assert_eq!(
+            d as usize, self.dim,
+            "row {i} of the .fvecs file has another dimension"
+        );
+        let bytes = &self.map[at + 4..at + 4 + 4 * self.dim];
+        // SAFETY: in bounds (sliced above), 4-aligned (the map is page-aligned and every row
+        // starts 4 bytes into a multiple of 4), any bit pattern is an f32; little-endian host
+        // (x86-64 and aarch64, as `.fvecs` is).
+        unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<f32>(), self.dim) }
+    }
+}
+
 /// A Gaussian mixture: `clusters` centres drawn from N(0, 1), points at centre + N(0, spread²).
 /// `decay` > 0 gives dimension j a scale of (j + 1)^−decay: a decaying spectrum, as text
 /// embeddings have.

@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use deftech_benches::data::{self, Vectors};
+use deftech_benches::data::{self, Rows, Vectors};
 use deftech_benches::resident_bytes;
 use deftech_vec::{
     CollectionConfig, Database, FsyncPolicy, HnswConfig, Metric, OptimizerConfig, Point, PointId,
@@ -115,7 +115,7 @@ fn set_name(a: &Args) -> String {
     )
 }
 
-fn load(a: &Args) -> (Vectors, Vectors, Vec<Vec<u32>>, PathBuf) {
+fn load(a: &Args) -> (Box<dyn Rows>, Vectors, Vec<Vec<u32>>, PathBuf) {
     let dir = data::set_dir(&set_name(a));
     std::fs::create_dir_all(&dir).expect("data folder");
     let (base_p, query_p, gt_p) = (
@@ -125,10 +125,10 @@ fn load(a: &Args) -> (Vectors, Vectors, Vec<Vec<u32>>, PathBuf) {
     );
     if base_p.exists() && query_p.exists() && gt_p.exists() {
         eprintln!("using cached data set {}", dir.display());
-        let base = data::read_fvecs(&base_p, usize::MAX).expect("base");
+        let base = data::MappedFvecs::open(&base_p).expect("base");
         let queries = data::read_fvecs(&query_p, usize::MAX).expect("queries");
         let gt = data::read_ivecs(&gt_p).expect("gt");
-        return (base, queries, gt, dir);
+        return (Box::new(base), queries, gt, dir);
     }
     let t = Instant::now();
     let (mut base, mut queries) = match a.dataset.as_str() {
@@ -185,7 +185,7 @@ fn load(a: &Args) -> (Vectors, Vectors, Vec<Vec<u32>>, PathBuf) {
     data::write_fvecs(&base_p, &base).expect("write base");
     data::write_fvecs(&query_p, &queries).expect("write queries");
     data::write_ivecs(&gt_p, &gt).expect("write gt");
-    (base, queries, gt, dir)
+    (Box::new(base), queries, gt, dir)
 }
 
 fn split(all: Vectors, n: usize) -> (Vectors, Vectors) {
@@ -277,7 +277,7 @@ fn build_collection(
     db: &Database,
     metric: Metric,
     quant: Option<Quantization>,
-    base: &Vectors,
+    base: &dyn Rows,
 ) -> deftech_vec::Collection {
     let mut config = CollectionConfig::new(a.dim, metric)
         .fsync(FsyncPolicy::Never)
@@ -321,7 +321,7 @@ fn build_collection(
 fn run_deftech(
     a: &Args,
     mode: &str,
-    base: &Vectors,
+    base: &dyn Rows,
     queries: &Vectors,
     gt: &[Vec<u32>],
     threads: usize,
@@ -482,7 +482,7 @@ fn run_deftech(
 
 fn run_hnsw_rs(
     a: &Args,
-    base: &Vectors,
+    base: &dyn Rows,
     queries: &Vectors,
     gt: &[Vec<u32>],
     threads: usize,
@@ -530,7 +530,7 @@ fn main() {
         "data set {}: {} x {} base, {} queries; m = {}, ef_construct = {}, {threads} threads",
         dir.display(),
         base.len(),
-        base.dim,
+        base.dim(),
         queries.len(),
         a.m,
         a.ef_construct
@@ -542,17 +542,17 @@ fn main() {
         match e.as_str() {
             "deftech" => {
                 for mode in &a.quantization {
-                    run_deftech(&a, mode, &base, &queries, &gt, threads, &mut rows);
+                    run_deftech(&a, mode, &*base, &queries, &gt, threads, &mut rows);
                 }
             }
-            "hnsw_rs" => run_hnsw_rs(&a, &base, &queries, &gt, threads, &mut rows),
+            "hnsw_rs" => run_hnsw_rs(&a, &*base, &queries, &gt, threads, &mut rows),
             other => panic!("unknown engine {other}"),
         }
     }
     println!(
         "\n{} x {} ({}), {} queries, k = {}, m = {}, ef_construct = {}",
         base.len(),
-        base.dim,
+        base.dim(),
         a.dataset,
         queries.len(),
         a.k,
