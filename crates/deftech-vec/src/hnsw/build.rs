@@ -199,7 +199,6 @@ impl Building<'_> {
             return 0;
         };
         let n = self.n;
-        let mut failed = 0;
         let mut found = Vec::new();
         // Forward: `parent[v]` is the node whose link first reached `v` from the entry point.
         let mut parent = vec![NONE; n];
@@ -215,12 +214,9 @@ impl Building<'_> {
                 // Removing a link w → v that is not a tree edge leaves every node reached.
                 self.link_level0(w, u, |v| parent[v as usize] != w)
             });
-            match from {
-                Some(w) => {
-                    parent[u as usize] = w;
-                    self.reach_forward(u, &mut parent);
-                }
-                None => failed += 1,
+            if let Some(w) = from {
+                parent[u as usize] = w;
+                self.reach_forward(u, &mut parent);
             }
         }
         // Backward, on the reversed links: `next[x]` is the link `x` follows toward the entry.
@@ -267,18 +263,18 @@ impl Building<'_> {
                 .iter()
                 .map(|&(_, w)| w)
                 .find(|&w| self.link_level0(u, w, |v| parent[v as usize] != u));
-            match to {
-                // The reversed lists stay exact for the nodes still to be connected: links
-                // added here point at connected nodes, and a link u → v replaced here leaves a
-                // stale entry in v's list that names u, connected from this moment on.
-                Some(w) => {
-                    next[u as usize] = w;
-                    reach_backward(u, &mut next);
-                }
-                None => failed += 1,
+            // The reversed lists stay exact for the nodes still to be connected: links added
+            // here point at connected nodes, and a link u → v replaced here leaves a stale
+            // entry in v's list that names u, connected from this moment on.
+            if let Some(w) = to {
+                next[u as usize] = w;
+                reach_backward(u, &mut next);
             }
         }
-        failed
+        // A node that found no slot may still have been reached through a later repair.
+        (0..n)
+            .filter(|&i| parent[i] == NONE || next[i] == NONE)
+            .count()
     }
 
     /// The `2m` accepted nodes nearest to `u` at level 0, searched from both the end of the
