@@ -323,7 +323,6 @@ impl SealedSegment {
         out
     }
 
-    /// Per file: (component, mapped bytes, resident bytes).
     /// Per component: name, bytes, bytes resident, whether it is a copy in anonymous memory.
     pub(crate) fn components(&self) -> Vec<(&'static str, u64, u64, bool)> {
         let mut out = vec![
