@@ -17,7 +17,9 @@
 //! (deftech's built collection is kept in the data folder and reopened by the next run with the
 //! same data set and build parameters: query-side experiments at 1M skip the graph build; the
 //! name does not cover the engine's code, so remove `bench-data/kept-*` after changing how
-//! segments, graphs or codes are built).
+//! segments, graphs or codes are built), `--segments S` (1: the data set is loaded and sealed
+//! in S parts, so a search walks S graphs of n / S points, as it does in a collection that grew
+//! past `max_segment_points`).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::collections::HashMap;
@@ -49,6 +51,7 @@ struct Args {
     quantile: f32,
     rounds: usize,
     keep: bool,
+    segments: usize,
 }
 
 fn parse_args() -> Args {
@@ -69,6 +72,7 @@ fn parse_args() -> Args {
         quantile: 0.99,
         rounds: 1,
         keep: false,
+        segments: 1,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -100,6 +104,7 @@ fn parse_args() -> Args {
             "--quantile" => a.quantile = val().parse().expect("--quantile"),
             "--rounds" => a.rounds = val().parse::<usize>().expect("--rounds").max(1),
             "--keep" => a.keep = true,
+            "--segments" => a.segments = val().parse::<usize>().expect("--segments").max(1),
             other => panic!("unknown option {other}"),
         }
     }
@@ -291,22 +296,29 @@ fn build_collection(
             OptimizerConfig::default()
                 .background(false)
                 .seal_threshold(usize::MAX / 2)
-                .max_segment_points(base.len()),
+                .max_segment_points(base.len().div_ceil(a.segments))
+                .max_segments(a.segments.max(8)),
         );
     if let Some(q) = quant {
         config = config.quantization(q);
     }
     let c = db.create_collection("ann", config).expect("create");
-    let t = Instant::now();
-    for start in (0..base.len()).step_by(10_000) {
-        let end = (start + 10_000).min(base.len());
-        c.upsert((start..end).map(|i| Point::new(i as u64, base.row(i).to_vec())))
-            .expect("upsert");
+    // Each part is loaded and sealed on its own, so it becomes one segment with its own graph.
+    let part = base.len().div_ceil(a.segments);
+    let (mut load, mut build) = (Duration::ZERO, Duration::ZERO);
+    for first in (0..base.len()).step_by(part) {
+        let t = Instant::now();
+        let last = (first + part).min(base.len());
+        for start in (first..last).step_by(10_000) {
+            let end = (start + 10_000).min(last);
+            c.upsert((start..end).map(|i| Point::new(i as u64, base.row(i).to_vec())))
+                .expect("upsert");
+        }
+        load += t.elapsed();
+        let t = Instant::now();
+        c.optimize().expect("optimize");
+        build += t.elapsed();
     }
-    let load = t.elapsed();
-    let t = Instant::now();
-    c.optimize().expect("optimize");
-    let build = t.elapsed();
     let info = c.info();
     eprintln!(
         "deftech: loaded {} points in {:.1?} (WAL + mutable segment), sealed + built the graph in {:.1?} (graph alone {:.1?})",
@@ -341,8 +353,13 @@ fn run_deftech(
     };
     // A kept collection is named by everything its build depends on.
     let kept = a.keep.then(|| {
+        let parts = if a.segments > 1 {
+            format!("-seg{}", a.segments)
+        } else {
+            String::new()
+        };
         deftech_benches::data_dir().join(format!(
-            "kept-{}-{mode}-m{}-efc{}-q{}",
+            "kept-{}-{mode}-m{}-efc{}-q{}{parts}",
             set_name(a),
             a.m,
             a.ef_construct,
@@ -550,14 +567,19 @@ fn main() {
         }
     }
     println!(
-        "\n{} x {} ({}), {} queries, k = {}, m = {}, ef_construct = {}",
+        "\n{} x {} ({}), {} queries, k = {}, m = {}, ef_construct = {}{}",
         base.len(),
         base.dim(),
         a.dataset,
         queries.len(),
         a.k,
         a.m,
-        a.ef_construct
+        a.ef_construct,
+        if a.segments > 1 {
+            format!(", deftech in {} segments", a.segments)
+        } else {
+            String::new()
+        }
     );
     print_table(&rows, threads);
     println!(
