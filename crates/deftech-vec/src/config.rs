@@ -302,8 +302,15 @@ pub struct OptimizerConfig {
     /// The mutable segment is sealed once it holds this many point versions.
     pub seal_threshold: usize,
     /// When there are more sealed segments than this, the smallest are merged.
+    ///
+    /// A search walks every segment's graph, and a walk costs nearly as much on a small segment
+    /// as on a large one (at 1M × 1024, five segments of 200k cost about 4× one of 1M), so
+    /// query throughput falls with the number of segments more than it grows with their size:
+    /// for throughput keep this low and [`max_segment_points`](Self::max_segment_points) high
+    /// (ARCHITECTURE.md §11).
     pub max_segments: usize,
-    /// A merge never produces a segment larger than this many points.
+    /// A merge never produces a segment larger than this many points. Larger segments mean
+    /// fewer graph walks per query, and longer graph builds on merge.
     pub max_segment_points: usize,
     /// A sealed segment whose deleted fraction exceeds this is rewritten without its deleted
     /// points.

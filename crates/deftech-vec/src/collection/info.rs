@@ -138,18 +138,7 @@ impl Collection {
                     deleted: sv.deletes.len(),
                     indexed_fields: s.indexed_fields().map(|(f, _)| f.clone()).collect(),
                     graph_bytes: s.graph_bytes() as u64,
-                    components: s
-                        .components()
-                        .into_iter()
-                        .map(
-                            |(name, mapped_bytes, resident_bytes, anonymous)| ComponentInfo {
-                                name,
-                                mapped_bytes,
-                                resident_bytes,
-                                anonymous,
-                            },
-                        )
-                        .collect(),
+                    components: s.components(),
                     mapped_bytes: s.mapped_bytes() as u64,
                     heap_bytes: sv.deletes.serialized_size() as u64,
                 },

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use roaring::RoaringBitmap;
 
 use crate::codec::{HEADER_LEN, Header, open_file, verify_body};
+use crate::collection::ComponentInfo;
 use crate::directory::{Directory, FileBytes};
 use crate::error::{Error, Result};
 use crate::filter::plan::IndexSource;
@@ -324,7 +325,7 @@ impl SealedSegment {
     }
 
     /// Per component: name, bytes, bytes resident, whether it is a copy in anonymous memory.
-    pub(crate) fn components(&self) -> Vec<(&'static str, u64, u64, bool)> {
+    pub(crate) fn components(&self) -> Vec<ComponentInfo> {
         let mut out = vec![
             ("vectors", &self.vectors),
             ("ids", &self.ids),
@@ -337,17 +338,27 @@ impl SealedSegment {
         if let Some((_, c)) = &self.codes {
             out.push(("codes", c.file_bytes()));
         }
-        let mut res: Vec<(&'static str, u64, u64, bool)> = out
+        let mut res: Vec<ComponentInfo> = out
             .into_iter()
-            .map(|(n, f)| (n, f.len() as u64, f.resident_bytes(), f.is_anonymous()))
+            .map(|(name, f)| ComponentInfo {
+                name,
+                mapped_bytes: f.len() as u64,
+                resident_bytes: f.resident_bytes(),
+                anonymous: f.is_anonymous(),
+            })
             .collect();
-        let (m, r) = self
+        let (mapped_bytes, resident_bytes) = self
             .indexes
             .values()
             .map(|i| (i.file_bytes() as u64, i.resident_bytes()))
             .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
-        if m > 0 {
-            res.push(("payload_indexes", m, r, false));
+        if mapped_bytes > 0 {
+            res.push(ComponentInfo {
+                name: "payload_indexes",
+                mapped_bytes,
+                resident_bytes,
+                anonymous: false,
+            });
         }
         res
     }
