@@ -304,10 +304,10 @@ pub struct OptimizerConfig {
     /// When there are more sealed segments than this, the smallest are merged.
     ///
     /// A search walks every segment's graph, and a walk costs nearly as much on a small segment
-    /// as on a large one (at 1M × 1024, five segments of 200k cost about 4× one of 1M), so
-    /// query throughput falls with the number of segments more than it grows with their size:
-    /// for throughput keep this low and [`max_segment_points`](Self::max_segment_points) high
-    /// (ARCHITECTURE.md §11).
+    /// as on a large one (five segments of 200k cost about 4× one of 1M at 1M × 1024, five of
+    /// 400k 2.5× one of 2M), so query throughput falls with the number of segments more than it
+    /// grows with their size: for throughput keep this low and
+    /// [`max_segment_points`](Self::max_segment_points) high (ARCHITECTURE.md §11).
     pub max_segments: usize,
     /// A merge never produces a segment larger than this many points. Larger segments mean
     /// fewer graph walks per query, and longer graph builds on merge.
