@@ -320,6 +320,8 @@ fn build_collection(
         build += t.elapsed();
     }
     let info = c.info();
+    let graphs = info.segments.iter().filter(|s| s.graph_bytes > 0).count();
+    assert_eq!(graphs, a.segments, "segments with a graph after the build");
     eprintln!(
         "deftech: loaded {} points in {:.1?} (WAL + mutable segment), sealed + built the graph in {:.1?} (graph alone {:.1?})",
         info.points,
