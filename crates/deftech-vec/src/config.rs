@@ -303,11 +303,11 @@ pub struct OptimizerConfig {
     pub seal_threshold: usize,
     /// When there are more sealed segments than this, the smallest are merged.
     ///
-    /// A search walks every segment's graph, and a walk costs nearly as much on a small segment
-    /// as on a large one (five segments of 200k cost about 4× one of 1M at 1M × 1024, five of
-    /// 400k 2.5× one of 2M), so query throughput falls with the number of segments more than it
-    /// grows with their size: for throughput keep this low and
-    /// [`max_segment_points`](Self::max_segment_points) high (ARCHITECTURE.md §11).
+    /// A search walks every segment's graph, each walk paying its own descent and keeping at
+    /// least `limit × oversampling` candidates: at 1M × 1024 five segments of 200k cost about
+    /// 4× one of 1M, at 2M five of 400k 2.5× one of 2M (two of 1M: 1.08×). For query
+    /// throughput keep this low and [`max_segment_points`](Self::max_segment_points) high
+    /// (ARCHITECTURE.md §11).
     pub max_segments: usize,
     /// A merge never produces a segment larger than this many points. Larger segments mean
     /// fewer graph walks per query, and longer graph builds on merge.

@@ -324,7 +324,7 @@ impl SealedSegment {
         out
     }
 
-    /// Per component: name, bytes, bytes resident, whether it is a copy in anonymous memory.
+    /// Each component's file bytes, bytes resident, and whether it is a copy in anonymous memory.
     pub(crate) fn components(&self) -> Vec<ComponentInfo> {
         let mut out = vec![
             ("vectors", &self.vectors),
