@@ -10,8 +10,8 @@
 //! Options: `--dataset clustered|uniform|embeddings|fvecs:PATH|npy:PATH`, `--n`, `--dim`,
 //! `--queries` (1000), `--m` (16), `--ef-construct` (200), `--ef 16,32,64,128,256`,
 //! `--engines deftech,hnsw_rs`, `--metric l2|cosine|dot` (l2), `--k` (10), `--seed` (1),
-//! `--quantization none,int8,binary` (none: each mode builds its own collection; int8 also
-//! reports the `f32` search of the same graph), `--oversampling 1,2,4` (2), `--quantile` (0.99),
+//! `--quantization none,int8,binary` (each mode builds its own collection; a quantized mode
+//! also reports the `f32` search of the same graph), `--oversampling 1,2,4` (2), `--quantile` (0.99),
 //! `--rounds` (1: deftech's rows are measured that many times, interleaved, and the median
 //! queries/s printed, so a ratio between rows is not one moment of a noisy machine), `--keep`
 //! (deftech's built collection is kept in the data folder and reopened by the next run with the
@@ -403,9 +403,8 @@ fn run_deftech(
     if mode == "none" {
         modes.push(("deftech".into(), QuantizationParams::ignore()));
     } else {
-        if mode == "int8" {
-            modes.push(("deftech f32".into(), QuantizationParams::ignore()));
-        }
+        // The f32 walk of the same graph, the baseline of this process.
+        modes.push(("deftech f32".into(), QuantizationParams::ignore()));
         for &os in &a.oversampling {
             modes.push((
                 format!("{mode} x{os}"),

@@ -19,7 +19,7 @@ use crate::filter::plan::IndexSource;
 use crate::hnsw::{self, Graph};
 use crate::payload::PayloadIndexKind;
 use crate::payload::index::{SealedIndex, file_name as index_file_name};
-use crate::quantization::{self, Codes};
+use crate::quantization::Codes;
 use crate::types::{Lsn, Metric, Payload, PointId};
 
 pub(crate) const VECTORS: &str = "vectors.bin";
@@ -158,14 +158,7 @@ impl SealedSegment {
         let codes = match codes {
             Some(name) => Some((
                 name.to_owned(),
-                Codes::open(
-                    dir,
-                    &folder.join(name),
-                    name == quantization::FILE_BITS,
-                    count,
-                    dim,
-                    in_ram,
-                )?,
+                Codes::open(dir, &folder.join(name), count, dim, in_ram)?,
             )),
             None => None,
         };
@@ -249,14 +242,7 @@ impl SealedSegment {
         name: &str,
         in_ram: bool,
     ) -> Result<SealedSegment> {
-        let codes = Codes::open(
-            dir,
-            &self.folder.join(name),
-            name == quantization::FILE_BITS,
-            self.count,
-            self.dim,
-            in_ram,
-        )?;
+        let codes = Codes::open(dir, &self.folder.join(name), self.count, self.dim, in_ram)?;
         Ok(SealedSegment {
             id: self.id,
             folder: self.folder.clone(),
@@ -393,11 +379,7 @@ impl SealedSegment {
             files.push((hnsw::FILE.to_owned(), hnsw::MAGIC));
         }
         if let Some((name, c)) = &self.codes {
-            let magic = match c {
-                Codes::I8(_) => quantization::MAGIC_I8,
-                Codes::Bits(_) => quantization::MAGIC_BITS,
-            };
-            files.push((name.clone(), magic));
+            files.push((name.clone(), c.kind().magic()));
         }
         for (name, magic) in files {
             let path = self.folder.join(&name);
