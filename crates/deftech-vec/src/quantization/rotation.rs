@@ -75,9 +75,10 @@ impl Rotation {
         out[self.dim..].fill(0.0);
         let words = self.padded / 64;
         for round in self.signs.chunks_exact(words) {
-            for (j, v) in out.iter_mut().enumerate() {
-                if round[j / 64] >> (j % 64) & 1 == 1 {
-                    *v = -*v;
+            // Branch-free (random signs would mispredict half the time): flip the sign bit.
+            for (chunk, &word) in out.chunks_exact_mut(64).zip(round) {
+                for (j, v) in chunk.iter_mut().enumerate() {
+                    *v = f32::from_bits(v.to_bits() ^ ((((word >> j) & 1) as u32) << 31));
                 }
             }
             fwht(out);
