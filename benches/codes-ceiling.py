@@ -8,7 +8,7 @@ estimator q.mu + f (Pq).s on a random rotation P: dense, or 1 and 3 rounds of si
 Walsh-Hadamard as in quantization/rotation.rs).
 
 Usage: python3 benches/codes-ceiling.py bench-data/embeddings-1000000x1024-q1000-cosine-s1 [N]
-(the data folders the `ann` harness writes; cosine, 200 queries; 1M x 1024 needs ~14 GB).
+(the data folders the `ann` harness writes; cosine, 200 queries; 1M x 1024 needs ~13 GB).
 """
 import sys
 
@@ -58,9 +58,11 @@ def main():
     mu = x.mean(0)
     q_mu = (q @ mu)[:, None]
     dev = np.abs(x - mu).mean(0)
-    signs = np.where(x > mu, 1.0, -1.0).astype(np.float32)
+    one, minus = np.float32(1.0), np.float32(-1.0)
+    signs = np.where(x > mu, one, minus)
     report("data basis, weighted", q_mu + (q * dev) @ signs.T)
     del signs
+    x -= mu  # in place: the offsets from the mean, without another copy of the data
 
     rng = np.random.default_rng(1)
     dense, _ = np.linalg.qr(rng.standard_normal((d, d)).astype(np.float32))
@@ -72,8 +74,8 @@ def main():
             p = p @ (rng.choice([-1.0, 1.0], d).astype(np.float32)[:, None] * h)
         rotations.append((f"Hadamard x{rounds}", p))
     for name, p in rotations:
-        y = (x - mu) @ p
-        s = np.where(y > 0, 1.0, -1.0).astype(np.float32)
+        y = x @ p
+        s = np.where(y > 0, one, minus)
         factor = (y * y).sum(1) / np.abs(y).sum(1)
         report(name, q_mu + ((q @ p) @ s.T) * factor)
         del y, s
