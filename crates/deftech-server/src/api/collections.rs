@@ -67,7 +67,7 @@ fn u64_of(o: &Map<String, Value>, k: &str, at: &str) -> Result<Option<u64>, ApiE
 }
 
 /// Qdrant's `quantization_config`: `{"scalar": {"type": "int8", "quantile", "always_ram"}}` or
-/// `{"binary": {"always_ram"}}`.
+/// `{"binary": {"always_ram", "encoding": "one_bit", "query_encoding"}}`.
 fn quantization(v: &Value, at: &str) -> Result<Quantization, ApiError> {
     let o = obj(v, at)?;
     let flag = |m: &Map<String, Value>, k: &str| m.get(k).and_then(Value::as_bool).unwrap_or(false);
@@ -91,6 +91,29 @@ fn quantization(v: &Value, at: &str) -> Result<Quantization, ApiError> {
     }
     if let Some(b) = o.get("binary") {
         let b = obj(b, &format!("{at}.binary"))?;
+        // Qdrant's `encoding` picks 1, 1.5 or 2 bits per dimension; the codes here are one bit
+        // (of a rotated vector), so asking for more is refused rather than silently given less.
+        match b.get("encoding").filter(|v| !v.is_null()) {
+            None => {}
+            Some(Value::String(e)) if e == "one_bit" => {}
+            Some(e) => {
+                return Err(ApiError::bad_request(format!(
+                    "{at}.binary.encoding: only \"one_bit\" is supported, got {e}"
+                )));
+            }
+        }
+        // Qdrant's `query_encoding` (default, binary, scalar4bits, scalar8bits): queries here are
+        // always scored in 8 bits against the codes, at least as precise as any of them.
+        match b.get("query_encoding").filter(|v| !v.is_null()) {
+            None => {}
+            Some(Value::String(e))
+                if ["default", "binary", "scalar4bits", "scalar8bits"].contains(&e.as_str()) => {}
+            Some(e) => {
+                return Err(ApiError::bad_request(format!(
+                    "{at}.binary.query_encoding: expected \"default\", \"binary\", \"scalar4bits\" or \"scalar8bits\", got {e}"
+                )));
+            }
+        }
         return Ok(Quantization::binary().always_ram(flag(b, "always_ram")));
     }
     Err(ApiError::bad_request(format!(

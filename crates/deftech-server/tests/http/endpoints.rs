@@ -331,6 +331,27 @@ fn quantization_config_and_search_params() {
     assert_eq!(status, 400, "{v}");
     let (status, v) = s.call("PUT", "/collections/p", Some(json!({"vectors": {"size": 8, "distance": "Dot"}, "quantization_config": {"product": {"compression": "x16"}}})));
     assert_eq!(status, 400, "{v}");
+    // Binary, as Qdrant 1.15 clients send it: one bit is what the codes hold, more is refused
+    // by name.
+    s.ok(
+        "PUT",
+        "/collections/b",
+        Some(json!({"vectors": {"size": 8, "distance": "Cosine"}, "quantization_config": {"binary": {"always_ram": false, "encoding": "one_bit", "query_encoding": "scalar8bits"}}})),
+    );
+    let info = s.ok("GET", "/collections/b", None);
+    assert_eq!(
+        info["config"]["quantization_config"],
+        json!({"binary": {"always_ram": false}})
+    );
+    for (field, value) in [("encoding", "two_bits"), ("query_encoding", "scalar2bits")] {
+        let (status, v) = s.call("PUT", "/collections/b2", Some(json!({"vectors": {"size": 8, "distance": "Cosine"}, "quantization_config": {"binary": {field: value}}})));
+        assert_eq!(status, 400, "{v}");
+        assert!(
+            v.to_string()
+                .contains(&format!("quantization_config.binary.{field}")),
+            "{v}"
+        );
+    }
 }
 
 #[test]
