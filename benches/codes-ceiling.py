@@ -8,7 +8,7 @@ estimator q.mu + f (Pq).s on a random rotation P: dense, or 1 and 3 rounds of si
 Walsh-Hadamard as in quantization/rotation.rs).
 
 Usage: python3 benches/codes-ceiling.py bench-data/embeddings-1000000x1024-q1000-cosine-s1 [N]
-(the data folders the `ann` harness writes; cosine, 200 queries; 1M x 1024 needs ~13 GB).
+(the data folders the `ann` harness writes; cosine, 200 queries; 1M x 1024 needs ~6 GB).
 """
 import sys
 
@@ -56,13 +56,26 @@ def main():
         print(f"{name:32} {'  '.join(out)}", flush=True)
 
     mu = x.mean(0)
-    q_mu = (q @ mu)[:, None]
-    dev = np.abs(x - mu).mean(0)
-    one, minus = np.float32(1.0), np.float32(-1.0)
-    signs = np.where(x > mu, one, minus)
-    report("data basis, weighted", q_mu + (q * dev) @ signs.T)
-    del signs
     x -= mu  # in place: the offsets from the mean, without another copy of the data
+    q_mu = (q @ mu)[:, None]
+    dev = np.abs(x).mean(0)
+    one, minus = np.float32(1.0), np.float32(-1.0)
+    chunk = 1 << 16  # rows at a time: 1M x 1024 would not fit three more copies in 24 GB
+
+    def estimate(codes):
+        """q.mu + the estimate of q.r, filled a chunk of points at a time by `codes(rows)`,
+        which returns (query weights, signs of the chunk, per-point factor)."""
+        est = np.empty((len(q), n), dtype=np.float32)
+        for i in range(0, n, chunk):
+            weights, signs, factor = codes(x[i : i + chunk])
+            est[:, i : i + len(signs)] = q_mu + (weights @ signs.T) * factor
+        return est
+
+    # The first codes: bits of x_j > mu_j, each dimension weighted by its mean |x_j - mu_j|.
+    report(
+        "data basis, weighted",
+        estimate(lambda r: (q * dev, np.where(r > 0, one, minus), np.float32(1.0))),
+    )
 
     rng = np.random.default_rng(1)
     dense, _ = np.linalg.qr(rng.standard_normal((d, d)).astype(np.float32))
@@ -74,11 +87,14 @@ def main():
             p = p @ (rng.choice([-1.0, 1.0], d).astype(np.float32)[:, None] * h)
         rotations.append((f"Hadamard x{rounds}", p))
     for name, p in rotations:
-        y = x @ p
-        s = np.where(y > 0, one, minus)
-        factor = (y * y).sum(1) / np.abs(y).sum(1)
-        report(name, q_mu + ((q @ p) @ s.T) * factor)
-        del y, s
+        qp = q @ p
+
+        def rotated(r, p=p, qp=qp):
+            y = r @ p
+            factor = np.einsum("ij,ij->i", y, y) / np.abs(y).sum(1)
+            return qp, np.where(y > 0, one, minus), factor
+
+        report(name, estimate(rotated))
 
 
 if __name__ == "__main__":
