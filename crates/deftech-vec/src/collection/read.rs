@@ -396,7 +396,7 @@ fn graph_segment(
                 hnsw::search(ctx, n, graph, &scorer, ef.max(keep), &accept, &mut out)
             });
             out.truncate(keep);
-            if q.quant.rescore {
+            if q.quant.rescore || !scorer.estimates_the_metric() {
                 for c in &mut out {
                     c.0 = exact.distance(c.1);
                 }

@@ -162,7 +162,10 @@ impl Quantization {
 pub struct QuantizationParams {
     /// Search the `f32` vectors instead.
     pub ignore: bool,
-    /// Rescore the candidates on the `f32` vectors (exact scores).
+    /// Rescore the candidates on the `f32` vectors (exact scores). Where the codes cannot
+    /// estimate the metric's score (binary codes with Manhattan, which walk on an L2 estimate;
+    /// binary files from before the rotation without deviations, except with Cosine), candidates
+    /// are rescored regardless, so a score is never a different metric's.
     pub rescore: bool,
     /// Candidates kept per result before rescoring.
     pub oversampling: f32,
@@ -752,6 +755,19 @@ fn weight_planes(w: &[f32], words: usize) -> (Vec<u64>, f32, f32) {
         }
     }
     (planes, step, step * total as f32)
+}
+
+impl CodeQuery<'_> {
+    /// Whether the distances are estimates of the metric's own (so may be returned as scores
+    /// without rescoring), rather than a proxy that only ranks.
+    pub(crate) fn estimates_the_metric(&self) -> bool {
+        match self {
+            CodeQuery::I8 { .. } | CodeQuery::WeightedBits { .. } => true,
+            // cos θ ≈ cos(π·h/d): a cosine, not a dot product of unnormalized vectors.
+            CodeQuery::Bits { metric, .. } => *metric == Metric::Cosine,
+            CodeQuery::Rotated { metric, .. } => *metric != Metric::Manhattan,
+        }
+    }
 }
 
 impl<'a> CodeQuery<'a> {
