@@ -916,7 +916,8 @@ mod tests {
     use crate::directory::MemoryDirectory;
     use crate::scorer::F32Vectors;
 
-    fn data(n: usize, dim: usize) -> Vec<f32> {
+    /// `n × dim` pseudo-random values in [−0.5, 0.5).
+    pub(super) fn data(n: usize, dim: usize) -> Vec<f32> {
         let mut s = 0x1234_5678u64;
         (0..n * dim)
             .map(|_| {

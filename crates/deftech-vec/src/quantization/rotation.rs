@@ -112,16 +112,9 @@ fn fwht(a: &mut [f32]) {
 mod tests {
     use super::*;
 
-    fn vector(dim: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed | 1;
-        (0..dim)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-            })
-            .collect()
+    /// Row `i` of the quantization tests' pseudo-random data.
+    fn vector(dim: usize, i: usize) -> Vec<f32> {
+        super::super::tests::data(i + 1, dim)[i * dim..].to_vec()
     }
 
     #[test]
@@ -129,7 +122,7 @@ mod tests {
         for dim in [3, 64, 100, 1024] {
             let r = Rotation::new(dim);
             assert_eq!(r.padded(), padded_len(dim));
-            let (a, b) = (vector(dim, 1), vector(dim, 2));
+            let (a, b) = (vector(dim, 0), vector(dim, 1));
             let (mut ra, mut rb) = (vec![0f32; r.padded()], vec![0f32; r.padded()]);
             r.apply(&a, &mut ra);
             r.apply(&b, &mut rb);
@@ -166,7 +159,7 @@ mod tests {
     fn stored_signs_give_the_same_rotation() {
         let r = Rotation::new(100);
         let again = Rotation::from_signs(100, r.signs());
-        let x = vector(100, 7);
+        let x = vector(100, 2);
         let (mut a, mut b) = (vec![0f32; 128], vec![0f32; 128]);
         r.apply(&x, &mut a);
         again.apply(&x, &mut b);
