@@ -11,7 +11,8 @@
 //! `--queries` (1000), `--m` (16), `--ef-construct` (200), `--ef 16,32,64,128,256`,
 //! `--engines deftech,hnsw_rs`, `--metric l2|cosine|dot` (l2), `--k` (10), `--seed` (1),
 //! `--quantization none,int8,binary` (each mode builds its own collection; a quantized mode
-//! also reports the `f32` search of the same graph), `--oversampling 1,2,4` (2), `--quantile` (0.99),
+//! also reports the `f32` search of the same graph), `--oversampling 1,2,4` (2), `--quantile`
+//! (0.99),
 //! `--rounds` (1: deftech's rows are measured that many times, interleaved, and the median
 //! queries/s printed, so a ratio between rows is not one moment of a noisy machine), `--keep`
 //! (deftech's built collection is kept in the data folder and reopened by the next run with the

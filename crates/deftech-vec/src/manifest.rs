@@ -48,7 +48,8 @@ pub(crate) struct ManifestSegment {
     /// The folder holds an HNSW graph (`hnsw.bin`).
     #[serde(default)]
     pub graph: bool,
-    /// Quantized codes file in the folder (`codes-i8.bin`, `codes-b1h.bin`, or `codes-b1.bin` from before the rotation).
+    /// Quantized codes file in the folder (`codes-i8.bin`, `codes-b1h.bin`, or `codes-b1.bin`
+    /// from before the rotation).
     #[serde(default)]
     pub codes: Option<String>,
 }

@@ -110,7 +110,8 @@ fn quantization(v: &Value, at: &str) -> Result<Quantization, ApiError> {
                 if ["default", "binary", "scalar4bits", "scalar8bits"].contains(&e.as_str()) => {}
             Some(e) => {
                 return Err(ApiError::bad_request(format!(
-                    "{at}.binary.query_encoding: expected \"default\", \"binary\", \"scalar4bits\" or \"scalar8bits\", got {e}"
+                    "{at}.binary.query_encoding: expected \"default\", \"binary\", \
+                     \"scalar4bits\" or \"scalar8bits\", got {e}"
                 )));
             }
         }
