@@ -164,8 +164,9 @@ pub struct QuantizationParams {
     pub ignore: bool,
     /// Rescore the candidates on the `f32` vectors (exact scores). Where the codes cannot
     /// estimate the metric's score (binary codes with Manhattan, which walk on an L2 estimate;
-    /// binary files from before the rotation without deviations, except with Cosine), candidates
-    /// are rescored regardless, so a score is never a different metric's.
+    /// binary files from before the rotation where they are scored by Hamming distance: Euclid,
+    /// Manhattan, and Dot in files without deviations), candidates are rescored regardless, so
+    /// a score is never a different metric's.
     pub rescore: bool,
     /// Candidates kept per result before rescoring.
     pub oversampling: f32,
