@@ -31,7 +31,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{FileWriter, HEADER_LEN, open_file};
+use crate::codec::{FileWriter, HEADER_LEN, Header, open_file};
 use crate::directory::{Directory, FileBytes};
 use crate::distance::{self, Kernels, QUERY_PLANES};
 use crate::error::{Error, Result};
@@ -262,6 +262,50 @@ pub(crate) struct RotatedBits {
 }
 
 impl RotatedBits {
+    /// Checks a rotated binary codes file: its length, every point's factor and norm, the means.
+    fn parse(bytes: FileBytes, h: &Header, n: usize, dim: usize, shown: &Path) -> Result<Self> {
+        let padded = rotation::padded_len(dim);
+        let words = padded / 64;
+        let signs_at = n * RotatedBits::record_len(words);
+        let means_at = signs_at + rotation::ROUNDS * words * 8;
+        if h.params[2] != padded as u64 || h.body_len != (means_at + dim * 4) as u64 {
+            return Err(Error::corrupted(
+                shown,
+                16,
+                "rotated binary codes have the wrong size",
+            ));
+        }
+        let at = HEADER_LEN + signs_at;
+        let signs: &[u64] = bytemuck::cast_slice(&bytes[at..at + (means_at - signs_at)]);
+        let c = RotatedBits {
+            rotation: Rotation::from_signs(dim, signs),
+            bytes,
+            count: n,
+            dim,
+            words,
+            means_at,
+        };
+        if let Some(bad) = (0..n as u32).find(|&i| {
+            let (_, factor, norm) = c.record(i);
+            !(factor.is_finite() && factor >= 0.0 && norm.is_finite() && norm >= 0.0)
+        }) {
+            let at = HEADER_LEN + bad as usize * RotatedBits::record_len(words) + words * 8;
+            return Err(Error::corrupted(
+                shown,
+                at as u64,
+                format!("bad code factor or norm of point {bad}"),
+            ));
+        }
+        if c.means().iter().any(|x| !x.is_finite()) {
+            return Err(Error::corrupted(
+                shown,
+                (HEADER_LEN + means_at) as u64,
+                "bad per-dimension means",
+            ));
+        }
+        Ok(c)
+    }
+
     fn record_len(words: usize) -> usize {
         words * 8 + 8
     }
@@ -461,119 +505,23 @@ impl Codes {
                 ),
             ));
         }
-        if kind == CodeKind::RotatedBits {
-            let padded = rotation::padded_len(dim);
-            let words = padded / 64;
-            let signs_at = n * RotatedBits::record_len(words);
-            let means_at = signs_at + rotation::ROUNDS * words * 8;
-            if h.params[2] != padded as u64 || h.body_len != (means_at + dim * 4) as u64 {
-                return Err(Error::corrupted(
-                    &shown,
-                    16,
-                    "rotated binary codes have the wrong size",
-                ));
-            }
-            let at = HEADER_LEN + signs_at;
-            let signs: &[u64] = bytemuck::cast_slice(&bytes[at..at + (means_at - signs_at)]);
-            let c = RotatedBits {
-                rotation: Rotation::from_signs(dim, signs),
-                bytes,
-                count: n,
-                dim,
-                words,
-                means_at,
-            };
-            if let Some(bad) = (0..count).find(|&i| {
-                let (_, factor, norm) = c.record(i);
-                !(factor.is_finite() && factor >= 0.0 && norm.is_finite() && norm >= 0.0)
-            }) {
-                let at = HEADER_LEN + bad as usize * RotatedBits::record_len(words) + words * 8;
-                return Err(Error::corrupted(
-                    &shown,
-                    at as u64,
-                    format!("bad code factor or norm of point {bad}"),
-                ));
-            }
-            if c.means().iter().any(|x| !x.is_finite()) {
-                return Err(Error::corrupted(
-                    &shown,
-                    (HEADER_LEN + means_at) as u64,
-                    "bad per-dimension means",
-                ));
-            }
-            return Ok(Codes::Rotated(RotatedBits {
-                bytes: c.bytes.for_search(in_ram),
-                ..c
-            }));
-        }
-        if kind == CodeKind::Bits {
-            let words = dim.div_ceil(64);
-            let means_at = n * words * 8;
-            let wrong_size = || Error::corrupted(&shown, 16, "binary codes have the wrong size");
-            // Files written before asymmetric scoring end after the means.
-            let with_means = means_at + dim * 4;
-            let deviations_at = match h.body_len {
-                _ if h.params[2] != words as u64 => return Err(wrong_size()),
-                len if len == (with_means + dim * 4) as u64 => Some(with_means),
-                len if len == with_means as u64 => None,
-                _ => return Err(wrong_size()),
-            };
-            let c = BitCodes {
-                bytes,
-                count: n,
-                words,
-                dim,
-                means_at,
-                deviations_at,
-            };
-            if c.means()
-                .iter()
-                .chain(c.deviations().unwrap_or(&[]))
-                .any(|x| !x.is_finite())
-                || c.deviations().is_some_and(|d| d.iter().any(|a| *a < 0.0))
-            {
-                return Err(Error::corrupted(
-                    &shown,
-                    (HEADER_LEN + means_at) as u64,
-                    "bad per-dimension means or deviations",
-                ));
-            }
-            // Every quantized search walks the codes: once checked, they live in memory, in
-            // huge pages.
-            Ok(Codes::Bits(BitCodes {
-                bytes: c.bytes.for_search(in_ram),
-                ..c
-            }))
-        } else {
-            let norms_at = (n * dim).div_ceil(4) * 4;
-            let map_at = norms_at + n * 4;
-            if h.body_len != (map_at + dim * 8) as u64 {
-                return Err(Error::corrupted(
-                    &shown,
-                    16,
-                    "int8 codes have the wrong size",
-                ));
-            }
-            let c = I8Codes {
-                bytes,
-                count: n,
-                dim,
-                norms_at,
-                map_at,
-            };
-            if c.alphas().iter().chain(c.betas()).any(|x| !x.is_finite())
-                || c.alphas().iter().any(|a| *a <= 0.0)
-            {
-                return Err(Error::corrupted(
-                    &shown,
-                    (HEADER_LEN + map_at) as u64,
-                    "bad per-dimension code map",
-                ));
-            }
-            Ok(Codes::I8(I8Codes {
-                bytes: c.bytes.for_search(in_ram),
-                ..c
-            }))
+        let mut codes = match kind {
+            CodeKind::I8 => Codes::I8(I8Codes::parse(bytes, &h, n, dim, &shown)?),
+            CodeKind::Bits => Codes::Bits(BitCodes::parse(bytes, &h, n, dim, &shown)?),
+            CodeKind::RotatedBits => Codes::Rotated(RotatedBits::parse(bytes, &h, n, dim, &shown)?),
+        };
+        // Every quantized search walks the codes: once checked, they live in memory, in huge
+        // pages.
+        let bytes = codes.file_bytes_mut();
+        *bytes = bytes.for_search(in_ram);
+        Ok(codes)
+    }
+
+    fn file_bytes_mut(&mut self) -> &mut FileBytes {
+        match self {
+            Codes::I8(c) => &mut c.bytes,
+            Codes::Bits(c) => &mut c.bytes,
+            Codes::Rotated(c) => &mut c.bytes,
         }
     }
 
@@ -636,6 +584,36 @@ impl Codes {
 }
 
 impl I8Codes {
+    /// Checks an int8 codes file: its length and the per-dimension maps.
+    fn parse(bytes: FileBytes, h: &Header, n: usize, dim: usize, shown: &Path) -> Result<Self> {
+        let norms_at = (n * dim).div_ceil(4) * 4;
+        let map_at = norms_at + n * 4;
+        if h.body_len != (map_at + dim * 8) as u64 {
+            return Err(Error::corrupted(
+                shown,
+                16,
+                "int8 codes have the wrong size",
+            ));
+        }
+        let c = I8Codes {
+            bytes,
+            count: n,
+            dim,
+            norms_at,
+            map_at,
+        };
+        if c.alphas().iter().chain(c.betas()).any(|x| !x.is_finite())
+            || c.alphas().iter().any(|a| *a <= 0.0)
+        {
+            return Err(Error::corrupted(
+                shown,
+                (HEADER_LEN + map_at) as u64,
+                "bad per-dimension code map",
+            ));
+        }
+        Ok(c)
+    }
+
     #[inline]
     fn code(&self, i: u32) -> &[u8] {
         let start = HEADER_LEN + i as usize * self.dim;
@@ -660,6 +638,42 @@ impl I8Codes {
 }
 
 impl BitCodes {
+    /// Checks a pre-rotation binary codes file: its length, means and deviations.
+    fn parse(bytes: FileBytes, h: &Header, n: usize, dim: usize, shown: &Path) -> Result<Self> {
+        let words = dim.div_ceil(64);
+        let means_at = n * words * 8;
+        let wrong_size = || Error::corrupted(shown, 16, "binary codes have the wrong size");
+        // Files written before asymmetric scoring end after the means.
+        let with_means = means_at + dim * 4;
+        let deviations_at = match h.body_len {
+            _ if h.params[2] != words as u64 => return Err(wrong_size()),
+            len if len == (with_means + dim * 4) as u64 => Some(with_means),
+            len if len == with_means as u64 => None,
+            _ => return Err(wrong_size()),
+        };
+        let c = BitCodes {
+            bytes,
+            count: n,
+            words,
+            dim,
+            means_at,
+            deviations_at,
+        };
+        if c.means()
+            .iter()
+            .chain(c.deviations().unwrap_or(&[]))
+            .any(|x| !x.is_finite())
+            || c.deviations().is_some_and(|d| d.iter().any(|a| *a < 0.0))
+        {
+            return Err(Error::corrupted(
+                shown,
+                (HEADER_LEN + means_at) as u64,
+                "bad per-dimension means or deviations",
+            ));
+        }
+        Ok(c)
+    }
+
     #[inline]
     fn code(&self, i: u32) -> &[u64] {
         let start = HEADER_LEN + i as usize * self.words * 8;
