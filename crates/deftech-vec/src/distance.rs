@@ -101,40 +101,39 @@ pub(crate) struct Kernels {
     pub name: &'static str,
 }
 
-/// Picks the fastest implementation for this CPU, once.
+/// Picks the fastest implementation for this CPU, once. The `f32` kernels are ours on AVX2
+/// machines and simsimd's elsewhere (its AVX-512 kernels where the CPU has them); the code
+/// kernels are ours wherever AVX2 is present, AVX-512 machines included (simsimd has no
+/// `u8 × i16` or weighted-bits kernel, and the scalar ones are several times slower).
 pub(crate) fn kernels() -> &'static Kernels {
     static K: std::sync::OnceLock<Kernels> = std::sync::OnceLock::new();
     K.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        if !std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-        {
-            return Kernels {
-                dot: avx2::dot,
-                l2sq: avx2::l2sq,
-                hamming: if std::arch::is_x86_feature_detected!("popcnt") {
-                    avx2::hamming
-                } else {
-                    scalar_hamming
-                },
-                dot_u8_i16: avx2::dot_u8_i16,
-                weighted_bits: if std::arch::is_x86_feature_detected!("popcnt") {
-                    avx2::weighted_bits
-                } else {
-                    scalar_weighted_bits
-                },
-                name: "avx2+fma",
-            };
-        }
-        Kernels {
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+        let mut k = Kernels {
             dot: simsimd_dot,
             l2sq: simsimd_l2sq,
             hamming: scalar_hamming,
             dot_u8_i16: scalar_dot_u8_i16,
             weighted_bits: scalar_weighted_bits,
             name: "simsimd",
+        };
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            k.dot_u8_i16 = avx2::dot_u8_i16;
+            if std::arch::is_x86_feature_detected!("popcnt") {
+                k.hamming = avx2::hamming;
+                k.weighted_bits = avx2::weighted_bits;
+            }
+            k.name = "simsimd f32, avx2 codes";
+            if std::arch::is_x86_feature_detected!("fma")
+                && !std::arch::is_x86_feature_detected!("avx512f")
+            {
+                k.dot = avx2::dot;
+                k.l2sq = avx2::l2sq;
+                k.name = "avx2+fma";
+            }
         }
+        k
     })
 }
 
