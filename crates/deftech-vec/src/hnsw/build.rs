@@ -103,8 +103,9 @@ impl Building<'_> {
         }
         let scorer = self.store.query(self.store.vector(q));
         let mut d = crate::scorer::Scorer::distance(&scorer, ep);
+        let mut buf = Vec::new();
         for l in (level.saturating_add(1)..=top).rev() {
-            (ep, d) = greedy(self, &scorer, ep, d, l);
+            (ep, d) = greedy(self, &scorer, &mut buf, ep, d, l);
         }
         let mut seeds = vec![(d, ep)];
         let mut found = Vec::new();
@@ -293,7 +294,7 @@ impl Building<'_> {
         let d_entry = crate::scorer::Scorer::distance(&scorer, entry);
         let (mut ep, mut d) = (entry, d_entry);
         for level in (1..=top).rev() {
-            (ep, d) = greedy(self, &scorer, ep, d, level);
+            (ep, d) = greedy(self, &scorer, &mut ctx.buf, ep, d, level);
         }
         ctx.reset(self.n);
         ctx.seed(d_entry, entry, accept(entry));

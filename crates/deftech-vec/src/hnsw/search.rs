@@ -35,7 +35,7 @@ pub(crate) struct SearchContext {
     epoch: u16,
     pub(crate) candidates: BinaryHeap<Reverse<(Dist, u32)>>,
     pub(crate) results: BinaryHeap<(Dist, u32)>,
-    buf: Vec<u32>,
+    pub(crate) buf: Vec<u32>,
 }
 
 impl SearchContext {
@@ -116,24 +116,35 @@ impl<F: Fn(u32) -> bool> Filter for F {
     }
 }
 
-/// Greedy walk at one level: moves to the closest neighbour until none is closer.
+/// Greedy walk at one level: moves to the closest neighbour until none is closer. `buf` holds
+/// each node's neighbours so that their vectors (or codes) are fetched ahead of scoring, as in
+/// [`search_layer`].
 #[inline]
 pub(crate) fn greedy<L: Links, S: Scorer>(
     links: &L,
     scorer: &S,
+    buf: &mut Vec<u32>,
     mut ep: u32,
     mut d: f32,
     level: u8,
 ) -> (u32, f32) {
     loop {
         let (mut best, mut best_d) = (ep, d);
-        links.for_each_neighbor(ep, level, |n| {
+        buf.clear();
+        links.for_each_neighbor(ep, level, |n| buf.push(n));
+        for &n in buf.iter().take(PREFETCH_AHEAD) {
+            scorer.prefetch(n);
+        }
+        for (i, &n) in buf.iter().enumerate() {
+            if let Some(&ahead) = buf.get(i + PREFETCH_AHEAD) {
+                scorer.prefetch(ahead);
+            }
             let dn = scorer.distance(n);
             if dn < best_d {
                 best = n;
                 best_d = dn;
             }
-        });
+        }
         if best == ep {
             return (ep, d);
         }
@@ -222,7 +233,7 @@ pub(crate) fn search<L: Links, S: Scorer, F: Filter>(
     };
     let mut d = scorer.distance(ep);
     for level in (1..=top).rev() {
-        (ep, d) = greedy(links, scorer, ep, d, level);
+        (ep, d) = greedy(links, scorer, &mut ctx.buf, ep, d, level);
     }
     ctx.reset(n);
     ctx.seed(d, ep, filter.accept(ep));
