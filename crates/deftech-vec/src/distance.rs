@@ -4,7 +4,8 @@
 //! On x86-64 with AVX2 and FMA (and without AVX-512, where simsimd's kernels are used), `f32`
 //! L2 and dot products use hand-written AVX2 kernels: for the short vectors HNSW compares
 //! millions of times, simsimd's FFI call and per-call dispatch cost as much as the arithmetic.
-//! [`kernels`] picks the implementation once per process.
+//! The code kernels (int8 and binary codes) are AVX2 wherever AVX2 is present, AVX-512
+//! machines included. [`kernels`] picks the implementations once per process.
 //!
 //! # Safety
 //!
