@@ -70,27 +70,37 @@ fn u64_of(o: &Map<String, Value>, k: &str, at: &str) -> Result<Option<u64>, ApiE
 /// `{"binary": {"always_ram", "encoding": "one_bit", "query_encoding"}}`.
 fn quantization(v: &Value, at: &str) -> Result<Quantization, ApiError> {
     let o = obj(v, at)?;
-    let flag = |m: &Map<String, Value>, k: &str| m.get(k).and_then(Value::as_bool).unwrap_or(false);
+    let flag = |m: &Map<String, Value>, at: &str| match m.get("always_ram") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "{at}.always_ram: expected true or false, got {other}"
+        ))),
+    };
     if let Some(s) = o.get("scalar") {
-        let s = obj(s, &format!("{at}.scalar"))?;
-        if let Some(t) = s.get("type").and_then(Value::as_str)
-            && t != "int8"
-        {
-            return Err(ApiError::bad_request(format!(
-                "{at}.scalar.type: only int8 is supported, got {t:?}"
-            )));
+        let at = format!("{at}.scalar");
+        let s = obj(s, &at)?;
+        match s.get("type").filter(|t| !t.is_null()) {
+            None => {}
+            Some(Value::String(t)) if t == "int8" => {}
+            Some(t) => {
+                return Err(ApiError::bad_request(format!(
+                    "{at}.type: only \"int8\" is supported, got {t}"
+                )));
+            }
         }
         // Qdrant: "If not set - use the whole range of values".
         let quantile = match s.get("quantile").filter(|q| !q.is_null()) {
             None => 1.0,
             Some(q) => q.as_f64().ok_or_else(|| {
-                ApiError::bad_request(format!("{at}.scalar.quantile: expected a number"))
+                ApiError::bad_request(format!("{at}.quantile: expected a number, got {q}"))
             })? as f32,
         };
-        return Ok(Quantization::int8(quantile).always_ram(flag(s, "always_ram")));
+        return Ok(Quantization::int8(quantile).always_ram(flag(s, &at)?));
     }
     if let Some(b) = o.get("binary") {
-        let b = obj(b, &format!("{at}.binary"))?;
+        let bat = format!("{at}.binary");
+        let b = obj(b, &bat)?;
         // Qdrant's `encoding` picks 1, 1.5 or 2 bits per dimension; the codes here are one bit
         // (of a rotated vector), so asking for more is refused rather than silently given less.
         match b.get("encoding").filter(|v| !v.is_null()) {
@@ -115,7 +125,7 @@ fn quantization(v: &Value, at: &str) -> Result<Quantization, ApiError> {
                 )));
             }
         }
-        return Ok(Quantization::binary().always_ram(flag(b, "always_ram")));
+        return Ok(Quantization::binary().always_ram(flag(b, &bat)?));
     }
     Err(ApiError::bad_request(format!(
         "{at}: expected {{\"scalar\": {{...}}}} or {{\"binary\": {{...}}}} (product quantization is not supported)"
@@ -409,5 +419,47 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(c.quantization, Some(Quantization::int8(1.0)));
+    }
+
+    #[test]
+    fn quantization_fields_of_the_wrong_type_are_refused_by_name() {
+        let with = |q: Value| {
+            collection_config(&json!({
+                "vectors": {"size": 4, "distance": "Cosine"},
+                "quantization_config": q
+            }))
+        };
+        for (q, field) in [
+            (
+                json!({"scalar": {"type": "int8", "always_ram": "yes"}}),
+                "quantization_config.scalar.always_ram",
+            ),
+            (
+                json!({"binary": {"always_ram": 1}}),
+                "quantization_config.binary.always_ram",
+            ),
+            (
+                json!({"scalar": {"type": 8}}),
+                "quantization_config.scalar.type",
+            ),
+            (
+                json!({"scalar": {"type": "int4"}}),
+                "quantization_config.scalar.type",
+            ),
+            (
+                json!({"scalar": {"quantile": "high"}}),
+                "quantization_config.scalar.quantile",
+            ),
+        ] {
+            let err = with(q.clone()).unwrap_err();
+            assert!(err.message.starts_with(field), "{q}: {}", err.message);
+        }
+        let c = with(json!({"binary": {"always_ram": true}})).unwrap();
+        assert_eq!(
+            c.quantization,
+            Some(Quantization::binary().always_ram(true))
+        );
+        let c = with(json!({"scalar": {"type": "int8", "quantile": 0.99, "always_ram": null}}));
+        assert_eq!(c.unwrap().quantization, Some(Quantization::int8(0.99)));
     }
 }
