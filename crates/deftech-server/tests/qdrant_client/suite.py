@@ -194,6 +194,68 @@ def main():
     check(client.delete_snapshot(name, snap.name, wait=True), "delete_snapshot")
     check(client.list_snapshots(name) == [], "no snapshots left")
 
+    # Quantization: int8 codes, sealed after 256 points (indexing_threshold 64 KB at 64-d) with
+    # a graph (full_scan_threshold 10 KB: 40 points), so searches walk the codes and rescore;
+    # per-query ignore / rescore / oversampling.
+    qname = name + "_q"
+    if client.collection_exists(qname):
+        client.delete_collection(qname)
+    check(client.create_collection(
+        qname,
+        vectors_config=models.VectorParams(size=64, distance=models.Distance.COSINE),
+        quantization_config=models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
+            type=models.ScalarType.INT8, quantile=0.99, always_ram=True)),
+        optimizers_config=models.OptimizersConfigDiff(indexing_threshold=64),
+        hnsw_config=models.HnswConfigDiff(full_scan_threshold=10),
+    ), "create a quantized collection")
+    qc = client.get_collection(qname).config.quantization_config
+    check(isinstance(qc, models.ScalarQuantization) and abs(qc.scalar.quantile - 0.99) < 1e-6
+          and qc.scalar.always_ram is True, f"quantization_config in the info: {qc!r}")
+    import random
+    rnd = random.Random(7)
+    vecs = [[rnd.gauss(0.0, 1.0) for _ in range(64)] for _ in range(300)]
+    client.upsert(qname, points=[models.PointStruct(id=i, vector=v) for i, v in enumerate(vecs)], wait=True)
+    for _ in range(400):
+        if (client.get_collection(qname).indexed_vectors_count or 0) >= 256:
+            break
+        time.sleep(0.05)
+    indexed = client.get_collection(qname).indexed_vectors_count
+    check(indexed >= 256, f"sealed with codes: indexed_vectors_count {indexed}")
+    import json
+    import urllib.request
+    raw = urllib.request.Request(f"{URL}/collections/{qname}", headers={"api-key": KEY} if KEY else {})
+    if not URL.startswith("https"):
+        segments = json.load(urllib.request.urlopen(raw))["result"]["deftech"]["segments"]
+        codes = [c for s in segments for c in s["components"] if c["name"] == "codes"]
+        check(codes and codes[0]["mapped_bytes"] >= 256 * 64, f"codes reported per segment: {codes}")
+    exact = client.query_points(qname, query=vecs[5], limit=5,
+                                search_params=models.SearchParams(exact=True)).points
+    for qp in [models.QuantizationSearchParams(rescore=True, oversampling=2.0),
+               models.QuantizationSearchParams(ignore=True),
+               models.QuantizationSearchParams(ignore=False, rescore=True)]:
+        got = client.query_points(qname, query=vecs[5], limit=5,
+                                  search_params=models.SearchParams(quantization=qp)).points
+        check([h.id for h in got] == [h.id for h in exact], f"{qp}: {[h.id for h in got]} vs {[h.id for h in exact]}")
+        check(all(abs(a.score - b.score) < 1e-5 for a, b in zip(got, exact)), f"{qp}: rescored scores are exact")
+    expect_error(lambda: client.query_points(qname, query=vecs[5], limit=5, search_params=models.SearchParams(
+        quantization=models.QuantizationSearchParams(oversampling=0.5))), 400, "oversampling below 1")
+    client.delete_collection(qname)
+    check(client.create_collection(
+        qname,
+        vectors_config=models.VectorParams(size=64, distance=models.Distance.DOT),
+        quantization_config=models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=False)),
+    ), "create a binary-quantized collection")
+    qc = client.get_collection(qname).config.quantization_config
+    check(isinstance(qc, models.BinaryQuantization) and not qc.binary.always_ram, f"binary config in the info: {qc!r}")
+    client.delete_collection(qname)
+    expect_error(lambda: client.create_collection(
+        qname,
+        vectors_config=models.VectorParams(size=64, distance=models.Distance.DOT),
+        quantization_config=models.ProductQuantization(product=models.ProductQuantizationConfig(
+            compression=models.CompressionRatio.X16)),
+    ), 400, "product quantization")
+    check(not client.collection_exists(qname), "no collection from a refused create")
+
     check(client.delete_collection(name), "delete_collection")
     check(not client.collection_exists(name), "deleted")
     incompatible = [w for w in caught if "incompatible" in str(w.message)]
