@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use deftech_vec::{CollectionConfig, HnswConfig, OptimizerConfig, Quantization, Update, WalConfig};
 use serde::Deserialize;
@@ -251,6 +252,30 @@ pub(crate) async fn create(
     let db = s.db()?.clone();
     blocking(move || db.create_collection(&name, config).map(|_| ())).await?;
     Ok(ok(true, t))
+}
+
+/// Qdrant's update-collection (`PATCH /collections/{name}`): a collection's parameters here
+/// are fixed when it is created, so the request is refused with the fields it asked to change
+/// (404 first if the collection does not exist).
+pub(crate) async fn update(
+    State(s): State<Shared>,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let db = s.db()?.clone();
+    blocking(move || db.collection(&name).map(|_| ())).await?;
+    let fields: Vec<&str> = body
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    Err(ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        format!(
+            "updating a collection is not supported (asked to change {fields:?}): its vectors, \
+             hnsw, optimizer and quantization settings are fixed at creation; create a new \
+             collection with the settings wanted and copy the points, or restore a snapshot"
+        ),
+    ))
 }
 
 pub(crate) async fn drop(

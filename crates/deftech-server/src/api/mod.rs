@@ -280,6 +280,7 @@ pub fn router(state: Shared) -> Router {
             "/collections/{name}",
             get(collections::info)
                 .put(collections::create)
+                .patch(collections::update)
                 .delete(collections::drop),
         )
         .route("/collections/{name}/exists", get(collections::exists))

@@ -239,6 +239,11 @@ def main():
         check(all(abs(a.score - b.score) < 1e-5 for a, b in zip(got, exact)), f"{qp}: rescored scores are exact")
     expect_error(lambda: client.query_points(qname, query=vecs[5], limit=5, search_params=models.SearchParams(
         quantization=models.QuantizationSearchParams(oversampling=0.5))), 400, "oversampling below 1")
+    e = expect_error(lambda: client.update_collection(qname, quantization_config=models.BinaryQuantization(
+        binary=models.BinaryQuantizationConfig())), 501, "update_collection")
+    check(b"quantization_config" in e.content and b"fixed at creation" in e.content, f"update refused: {e.content!r}")
+    expect_error(lambda: client.update_collection("no_such_collection", optimizers_config=models.OptimizersConfigDiff(
+        indexing_threshold=10)), 404, "update of an unknown collection")
     client.delete_collection(qname)
     check(client.create_collection(
         qname,
