@@ -255,19 +255,25 @@ pub(crate) async fn create(
 }
 
 /// Qdrant's update-collection (`PATCH /collections/{name}`): a collection's parameters here
-/// are fixed when it is created, so the request is refused with the fields it asked to change
-/// (404 first if the collection does not exist).
+/// are fixed when it is created, so a request that changes anything is refused with the fields
+/// it asked to change (404 first if the collection does not exist); one that changes nothing
+/// (`{}`, or only nulls) succeeds, as in Qdrant.
 pub(crate) async fn update(
     State(s): State<Shared>,
     Path(name): Path<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
+    let t = Instant::now();
+    let fields: Vec<String> = obj(&body, "body")?
+        .iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, _)| k.clone())
+        .collect();
     let db = s.db()?.clone();
     blocking(move || db.collection(&name).map(|_| ())).await?;
-    let fields: Vec<&str> = body
-        .as_object()
-        .map(|o| o.keys().map(String::as_str).collect())
-        .unwrap_or_default();
+    if fields.is_empty() {
+        return Ok(ok(true, t));
+    }
     Err(ApiError::new(
         StatusCode::NOT_IMPLEMENTED,
         format!(

@@ -242,6 +242,8 @@ def main():
     e = expect_error(lambda: client.update_collection(qname, quantization_config=models.BinaryQuantization(
         binary=models.BinaryQuantizationConfig())), 501, "update_collection")
     check(b"quantization_config" in e.content and b"fixed at creation" in e.content, f"update refused: {e.content!r}")
+    check(client.http.collections_api.update_collection(qname, update_collection=models.UpdateCollection()).result,
+          "an update that changes nothing succeeds")
     expect_error(lambda: client.update_collection("no_such_collection", optimizers_config=models.OptimizersConfigDiff(
         indexing_threshold=10)), 404, "update of an unknown collection")
     client.delete_collection(qname)
