@@ -105,6 +105,31 @@ pub mod bench_internals {
     pub fn scalar_l2sq(a: &[f32], b: &[f32]) -> f32 {
         crate::distance::scalar_l2sq(a, b)
     }
+
+    /// int8 codes against 16-bit query weights, `Σ u_j·d_j`, with the selected kernel.
+    pub fn dot_u8_i16(u: &[u8], d: &[i16]) -> i32 {
+        (crate::distance::kernels().dot_u8_i16)(u, d)
+    }
+
+    /// The plain loop of [`dot_u8_i16`].
+    pub fn scalar_dot_u8_i16(u: &[u8], d: &[i16]) -> i32 {
+        crate::distance::scalar_dot_u8_i16(u, d)
+    }
+
+    /// Query bit planes per word of a binary code (`planes.len()` is this many times the
+    /// code's words).
+    pub const QUERY_PLANES: usize = crate::distance::QUERY_PLANES;
+
+    /// A binary code against a query's bit planes with the selected kernel: the weighted sum at
+    /// the code's ones, and the number of ones.
+    pub fn weighted_bits(code: &[u64], planes: &[u64]) -> (u32, u32) {
+        (crate::distance::kernels().weighted_bits)(code, planes)
+    }
+
+    /// The plain loop of [`weighted_bits`].
+    pub fn scalar_weighted_bits(code: &[u64], planes: &[u64]) -> (u32, u32) {
+        crate::distance::scalar_weighted_bits(code, planes)
+    }
 }
 
 /// Entry points for the fuzz targets and their corpus tests (not part of the stable API).
