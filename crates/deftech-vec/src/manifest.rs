@@ -32,6 +32,10 @@ pub(crate) struct Manifest {
     pub schema: BTreeMap<String, PayloadIndexKind>,
     /// Live sealed segments (sealed ones appended in order; a merge result goes last).
     pub segments: Vec<ManifestSegment>,
+    /// Segments whose codes were written under an earlier quantization setting
+    /// ([`crate::Collection::set_quantization`]): the optimizer rewrites each, then drops it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requantize: Vec<u64>,
 }
 
 /// One sealed segment in the manifest.
@@ -62,6 +66,7 @@ impl Manifest {
             next_segment_id: 1,
             schema: BTreeMap::new(),
             segments: Vec::new(),
+            requantize: Vec::new(),
         }
     }
 

@@ -254,34 +254,44 @@ pub(crate) async fn create(
     Ok(ok(true, t))
 }
 
-/// Qdrant's update-collection (`PATCH /collections/{name}`): a collection's parameters here
-/// are fixed when it is created, so a request that changes anything is refused with the fields
-/// it asked to change (404 first if the collection does not exist); one that changes nothing
-/// (`{}`, or only nulls) succeeds, as in Qdrant.
+/// Qdrant's update-collection (`PATCH /collections/{name}`). `quantization_config` (an object
+/// as at creation, or `"Disabled"`) is applied: the new setting is durable when this returns
+/// and the optimizer rewrites the existing segments in the background. The other settings are
+/// fixed at creation: a request that asks to change any of them is refused, naming them, and
+/// changes nothing; one that changes nothing (`{}`, or only nulls) succeeds.
 pub(crate) async fn update(
     State(s): State<Shared>,
     Path(name): Path<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let t = Instant::now();
-    let fields: Vec<String> = obj(&body, "body")?
-        .iter()
-        .filter(|(_, v)| !v.is_null())
-        .map(|(k, _)| k.clone())
-        .collect();
+    let o = obj(&body, "body")?;
     let db = s.db()?.clone();
-    blocking(move || db.collection(&name).map(|_| ())).await?;
-    if fields.is_empty() {
-        return Ok(ok(true, t));
+    let c = blocking(move || db.collection(&name)).await?;
+    let fixed: Vec<&str> = o
+        .iter()
+        .filter(|(k, v)| !v.is_null() && k.as_str() != "quantization_config")
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if !fixed.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            format!(
+                "updating {fixed:?} is not supported: a collection's vectors, hnsw, optimizer \
+                 and WAL settings are fixed at creation (only quantization_config can be \
+                 changed); create a new collection with the settings wanted and copy the points"
+            ),
+        ));
     }
-    Err(ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        format!(
-            "updating a collection is not supported (asked to change {fields:?}): its vectors, \
-             hnsw, optimizer and quantization settings are fixed at creation; create a new \
-             collection with the settings wanted and copy the points, or restore a snapshot"
-        ),
-    ))
+    let quantization = match o.get("quantization_config").filter(|v| !v.is_null()) {
+        None => None,
+        Some(Value::String(d)) if d == "Disabled" => Some(None),
+        Some(q) => Some(Some(quantization(q, "quantization_config")?)),
+    };
+    if let Some(q) = quantization {
+        blocking(move || c.set_quantization(q)).await?;
+    }
+    Ok(ok(true, t))
 }
 
 pub(crate) async fn drop(

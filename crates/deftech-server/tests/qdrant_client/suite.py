@@ -239,9 +239,30 @@ def main():
         check(all(abs(a.score - b.score) < 1e-5 for a, b in zip(got, exact)), f"{qp}: rescored scores are exact")
     expect_error(lambda: client.query_points(qname, query=vecs[5], limit=5, search_params=models.SearchParams(
         quantization=models.QuantizationSearchParams(oversampling=0.5))), 400, "oversampling below 1")
-    e = expect_error(lambda: client.update_collection(qname, quantization_config=models.BinaryQuantization(
-        binary=models.BinaryQuantizationConfig())), 501, "update_collection")
-    check(b"quantization_config" in e.content and b"fixed at creation" in e.content, f"update refused: {e.content!r}")
+    # update_collection: the quantization changes (durably at once; the optimizer rewrites the
+    # segments in the background), the other settings are fixed at creation.
+    check(client.update_collection(qname, quantization_config=models.BinaryQuantization(
+        binary=models.BinaryQuantizationConfig(always_ram=False))), "update_collection quantization")
+    qc = client.get_collection(qname).config.quantization_config
+    check(isinstance(qc, models.BinaryQuantization), f"quantization after the update: {qc!r}")
+    if not URL.startswith("https"):
+        for _ in range(400):
+            segments = json.load(urllib.request.urlopen(raw))["result"]["deftech"]["segments"]
+            codes = [c["mapped_bytes"] for s in segments if s["kind"] == "sealed"
+                     for c in s["components"] if c["name"] == "codes"]
+            if codes and all(b < 64 * 300 for b in codes):
+                break
+            time.sleep(0.05)
+        check(codes and all(b < 64 * 300 for b in codes), f"segments rewritten with binary codes: {codes}")
+    got = client.query_points(qname, query=vecs[5], limit=5, search_params=models.SearchParams(
+        quantization=models.QuantizationSearchParams(oversampling=8.0))).points
+    check(got[0].id == 5 and len({h.id for h in got} & {h.id for h in exact}) >= 4,
+          f"binary search after the update {[h.id for h in got]} vs {[h.id for h in exact]}")
+    check(client.update_collection(qname, quantization_config=models.Disabled.DISABLED), "quantization disabled")
+    check(client.get_collection(qname).config.quantization_config is None, "no quantization after Disabled")
+    e = expect_error(lambda: client.update_collection(qname, optimizers_config=models.OptimizersConfigDiff(
+        indexing_threshold=10)), 501, "update_collection of a fixed setting")
+    check(b"optimizers_config" in e.content and b"fixed at creation" in e.content, f"update refused: {e.content!r}")
     check(client.http.collections_api.update_collection(qname, update_collection=models.UpdateCollection()).result,
           "an update that changes nothing succeeds")
     expect_error(lambda: client.update_collection("no_such_collection", optimizers_config=models.OptimizersConfigDiff(

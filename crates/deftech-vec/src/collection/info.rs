@@ -106,9 +106,14 @@ impl Collection {
     /// Status, sizes and counters.
     pub fn info(&self) -> CollectionInfo {
         let view = self.inner.view();
-        let (applied_lsn, wal_bytes, wal_files) = {
+        let (applied_lsn, wal_bytes, wal_files, quantization) = {
             let w = self.inner.writer.lock();
-            (w.state.applied_lsn, w.wal.total_bytes(), w.wal.file_count())
+            (
+                w.state.applied_lsn,
+                w.wal.total_bytes(),
+                w.wal.file_count(),
+                w.state.quantization.clone(),
+            )
         };
         let segments = view
             .segments
@@ -146,7 +151,10 @@ impl Collection {
             .collect::<Vec<_>>();
         CollectionInfo {
             name: self.inner.name.clone(),
-            config: self.inner.config.clone(),
+            config: CollectionConfig {
+                quantization,
+                ..self.inner.config.clone()
+            },
             points: view.live_count(),
             sealed_points: view
                 .segments

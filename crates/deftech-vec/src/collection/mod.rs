@@ -27,6 +27,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::filter::{CompiledFilter, Filter};
 use crate::manifest::Manifest;
 use crate::payload::{JsonPath, PayloadIndexKind};
+use crate::quantization::Quantization;
 use crate::request::{PayloadSelector, PointSelector, ScrollRequest, ScrollResult, SearchRequest};
 use crate::segment::writer::read_tombstones;
 use crate::segment::{MutableSegment, SealedSegment, Segment, sealed};
@@ -360,6 +361,8 @@ impl Collection {
             frozen: None,
             frozen_lsn: 0,
             sealed: sealed_entries,
+            quantization: config.quantization.clone(),
+            requantize: manifest.requantize.clone(),
         };
         let mut replayed = 0u64;
         let wal = Wal::open(
@@ -466,9 +469,60 @@ impl Collection {
         &self.inner.name
     }
 
-    /// The collection's configuration.
-    pub fn config(&self) -> &CollectionConfig {
-        &self.inner.config
+    /// The collection's configuration, with its current quantization
+    /// ([`Collection::set_quantization`]).
+    pub fn config(&self) -> CollectionConfig {
+        let mut config = self.inner.config.clone();
+        config.quantization = self.inner.writer.lock().state.quantization.clone();
+        config
+    }
+
+    /// Changes the collection's quantization (Qdrant's `update_collection` with
+    /// `quantization_config`), or removes it with `None`. The setting is durable when this
+    /// returns, without waiting for an optimizer job in progress; segments sealed from then on
+    /// are built with it, and the optimizer rewrites every existing sealed segment with it, one
+    /// at a time, in the background (or in [`Collection::optimize`]). Until a segment is
+    /// rewritten, searches use the codes it has.
+    pub fn set_quantization(&self, quantization: Option<Quantization>) -> Result<()> {
+        if let Some(q) = &quantization {
+            q.validate()?;
+        }
+        let inner = &*self.inner;
+        // Not waiting for a job in progress: a segment it builds with the old setting is listed
+        // for another rewrite when it is swapped in.
+        let mut w = inner.writer.lock();
+        inner.check_open()?;
+        if let Some(reason) = &w.poisoned {
+            return Err(Error::ReadOnly {
+                collection: inner.name.clone(),
+                reason: reason.clone(),
+            });
+        }
+        if w.state.quantization == quantization {
+            return Ok(());
+        }
+        let before = (w.state.quantization.clone(), w.state.requantize.clone());
+        w.state.quantization = quantization;
+        w.state.requantize = w.state.sealed.iter().map(|e| e.seg.id()).collect();
+        let segments = optimizer::manifest_segments(&w.state.sealed);
+        let written = w
+            .state
+            .manifest(&inner.config, w.state.applied_lsn, segments)
+            .write(&*inner.dir, &inner.folder);
+        if let Err(e) = written {
+            if e.renamed {
+                w.poisoned = Some(format!(
+                    "the manifest could not be made durable ({}); reopen the database",
+                    e.error
+                ));
+            } else {
+                (w.state.quantization, w.state.requantize) = before;
+            }
+            return Err(e.error);
+        }
+        drop(w);
+        inner.signal.notify();
+        Ok(())
     }
 
     /// Applies one write. With `wait`, returns once the write is durable (per the fsync

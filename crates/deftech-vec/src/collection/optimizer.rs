@@ -21,10 +21,10 @@ use super::{Inner, SEGMENTS_DIR, Signal};
 use crate::error::{Error, IoContext, Result};
 use crate::filter::eval::PayloadSchema;
 use crate::hnsw;
-use crate::manifest::{Manifest, ManifestSegment};
+use crate::manifest::ManifestSegment;
 use crate::payload::JsonPath;
 use crate::payload::index::{IndexBuilder, file_name as index_file_name};
-use crate::quantization;
+use crate::quantization::{self, Quantization};
 use crate::scorer::F32Vectors;
 use crate::segment::writer::{SegmentBuilder, tombstone_file_name, write_tombstones};
 use crate::segment::{MutableSegment, SealedSegment, Segment, sealed};
@@ -127,9 +127,12 @@ fn build(
     id: u64,
     inputs: &[Input],
     schema: &PayloadSchema,
-) -> Result<(SealedSegment, Vec<Vec<u32>>)> {
+) -> Result<(SealedSegment, Vec<Vec<u32>>, Option<Quantization>)> {
     let dir = &*inner.dir;
     let segs = segments_dir(inner);
+    // The setting as the build starts; if `set_quantization` changes it meanwhile, the swap
+    // lists the result for another rewrite.
+    let quantization = inner.writer.lock().state.quantization.clone();
     let result = (|| {
         let cfg = &inner.config;
         let mut b = SegmentBuilder::new(dir, &segs, id, cfg.dimension, cfg.metric, schema)?;
@@ -180,7 +183,7 @@ fn build(
             None,
             !cfg.hnsw.on_disk,
         )?;
-        if let Some(q) = &cfg.quantization
+        if let Some(q) = &quantization
             && count > 0
         {
             // Codes are learned from this segment's own vectors: merges re-learn them.
@@ -217,10 +220,10 @@ fn build(
             tracing::debug!(segment = id, points = count, elapsed = ?start.elapsed(), "built HNSW graph");
         }
         dir.sync_dir(&folder).at(&dir.describe(&folder))?;
-        if cfg.quantization.as_ref().is_some_and(|q| q.keep_in_ram()) {
+        if quantization.as_ref().is_some_and(|q| q.keep_in_ram()) {
             seg.keep_in_ram();
         }
-        Ok((seg, maps))
+        Ok((seg, maps, quantization.clone()))
     })();
     if result.is_err() {
         SegmentBuilder::abandon(dir, &segs, id);
@@ -256,6 +259,7 @@ fn swap(
     new_seg: SealedSegment,
     maps: Vec<Vec<u32>>,
     boundary: Lsn,
+    built_with: &Option<Quantization>,
 ) -> Result<()> {
     let dir = &*inner.dir;
     let mut w = inner.writer.lock();
@@ -340,13 +344,12 @@ fn swap(
                 codes: new_seg.codes_file(),
             });
         }
-        Ok(Manifest {
-            config: inner.config.clone(),
-            applied_lsn: new_applied,
-            next_segment_id: state.next_segment_id,
-            schema: (*state.schema).clone(),
-            segments,
-        })
+        let mut manifest = state.manifest(&inner.config, new_applied, segments);
+        // Built while `set_quantization` changed the setting: rewritten again later.
+        if new_seg.count() > 0 && *built_with != state.quantization {
+            manifest.requantize.push(new_seg.id());
+        }
+        Ok(manifest)
     })();
     let cleanup = |new_tombs: &[(usize, String)], state: &super::state::WriterState| {
         for (i, name) in new_tombs {
@@ -401,6 +404,7 @@ fn swap(
         state.sealed.push(entry);
     }
     state.applied_lsn = new_applied;
+    state.requantize.clone_from(&manifest.requantize);
     let view = state.view();
     inner.publish(view);
     if let Some(e) = unsure {
@@ -480,9 +484,9 @@ fn seal(inner: &Inner, force: bool) -> Result<bool> {
         w.state.next_segment_id += 1;
         (input, boundary, id, w.state.schema.clone())
     };
-    let (seg, maps) = build(inner, new_id, std::slice::from_ref(&input), &schema)?;
+    let (seg, maps, built_with) = build(inner, new_id, std::slice::from_ref(&input), &schema)?;
     tracing::debug!(collection = %inner.name, segment = new_id, points = seg.count(), "sealed mutable segment");
-    swap(inner, true, &[], seg, maps, boundary)?;
+    swap(inner, true, &[], seg, maps, boundary, &built_with)?;
     Ok(true)
 }
 
@@ -505,6 +509,12 @@ fn pick_merge(inner: &Inner) -> Option<MergePlan> {
         d >= cfg.vacuum_min_deleted as u64
             && d as f64 > cfg.vacuum_deleted_ratio * f64::from(e.len())
     }) {
+        chosen.push(i);
+    } else if let Some(i) = sealed
+        .iter()
+        .position(|e| w.state.requantize.contains(&e.seg.id()))
+    {
+        // Written under an earlier quantization setting: rewritten alone, like a vacuum.
         chosen.push(i);
     } else if sealed.len() > cfg.max_segments {
         let mut by_size: Vec<(u64, usize)> = sealed
@@ -549,9 +559,9 @@ fn merge(inner: &Inner) -> Result<bool> {
     let Some((inputs, ids, boundary, new_id, schema)) = pick_merge(inner) else {
         return Ok(false);
     };
-    let (seg, maps) = build(inner, new_id, &inputs, &schema)?;
+    let (seg, maps, built_with) = build(inner, new_id, &inputs, &schema)?;
     tracing::debug!(collection = %inner.name, inputs = ?ids, segment = new_id, points = seg.count(), "merged segments");
-    swap(inner, false, &ids, seg, maps, boundary)?;
+    swap(inner, false, &ids, seg, maps, boundary, &built_with)?;
     Ok(true)
 }
 
@@ -608,23 +618,18 @@ fn build_missing_index(inner: &Inner) -> Result<bool> {
     let updated = s.with_index(dir, &field, kind)?;
     let mut segments = manifest_segments(&state.sealed);
     segments[i].indexes.insert(field.clone(), kind);
-    Manifest {
-        config: inner.config.clone(),
-        applied_lsn: state.applied_lsn,
-        next_segment_id: state.next_segment_id,
-        schema: (*state.schema).clone(),
-        segments,
-    }
-    .write(dir, &inner.folder)
-    .map_err(|e| {
-        if e.renamed {
-            w.poisoned = Some(format!(
-                "the manifest could not be made durable ({}); reopen the database",
-                e.error
-            ));
-        }
-        e.error
-    })?;
+    state
+        .manifest(&inner.config, state.applied_lsn, segments)
+        .write(dir, &inner.folder)
+        .map_err(|e| {
+            if e.renamed {
+                w.poisoned = Some(format!(
+                    "the manifest could not be made durable ({}); reopen the database",
+                    e.error
+                ));
+            }
+            e.error
+        })?;
     let state = &mut w.state;
     state.sealed[i].seg = Arc::new(Segment::Sealed(updated));
     let view = state.view();

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use super::{Collection, Inner, SEGMENTS_DIR, WAL_DIR, optimizer, sealed};
 use crate::error::{IoContext, Result};
-use crate::manifest::Manifest;
 use crate::types::Lsn;
 
 /// Keeps the files of a capture from being deleted until dropped.
@@ -64,13 +63,11 @@ impl Inner {
             inner: self.clone(),
         };
         let st = &w.state;
-        let manifest = Manifest {
-            config: self.config.clone(),
-            applied_lsn: st.applied_lsn,
-            next_segment_id: st.next_segment_id,
-            schema: (*st.schema).clone(),
-            segments: optimizer::manifest_segments(&st.sealed),
-        };
+        let manifest = st.manifest(
+            &self.config,
+            st.applied_lsn,
+            optimizer::manifest_segments(&st.sealed),
+        );
         let mut files = Vec::new();
         for e in &st.sealed {
             let s = e.seg.as_sealed().expect("sealed");

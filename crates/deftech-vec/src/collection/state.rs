@@ -10,9 +10,12 @@ use std::sync::Arc;
 
 use roaring::RoaringBitmap;
 
+use crate::config::CollectionConfig;
 use crate::error::Result;
 use crate::filter::eval::PayloadSchema;
+use crate::manifest::{Manifest, ManifestSegment};
 use crate::payload::{JsonPath, delete_path, set_payload};
+use crate::quantization::Quantization;
 use crate::segment::{MutableSegment, SegView, Segment};
 use crate::types::{Lsn, Payload, PointId};
 use crate::wal::Op;
@@ -139,6 +142,11 @@ pub(crate) struct WriterState {
     pub frozen_lsn: Lsn,
     /// Sealed segments, oldest first.
     pub sealed: Vec<SegEntry>,
+    /// The quantization new segments are built with (the collection's, unless changed since
+    /// it was created).
+    pub quantization: Option<Quantization>,
+    /// Sealed segments still to be rewritten with `quantization`.
+    pub requantize: Vec<u64>,
 }
 
 /// A point's current version, read by the writer.
@@ -148,6 +156,33 @@ pub(crate) struct Current {
 }
 
 impl WriterState {
+    /// The manifest of this state, over `segments`, durable up to `applied_lsn`: the
+    /// collection's configuration with the current quantization, and the segments still to be
+    /// rewritten among those that remain.
+    pub(crate) fn manifest(
+        &self,
+        config: &CollectionConfig,
+        applied_lsn: Lsn,
+        segments: Vec<ManifestSegment>,
+    ) -> Manifest {
+        let mut config = config.clone();
+        config.quantization.clone_from(&self.quantization);
+        let requantize = self
+            .requantize
+            .iter()
+            .copied()
+            .filter(|id| segments.iter().any(|s| s.id == *id))
+            .collect();
+        Manifest {
+            config,
+            applied_lsn,
+            next_segment_id: self.next_segment_id,
+            schema: (*self.schema).clone(),
+            segments,
+            requantize,
+        }
+    }
+
     /// Finds the live version of `id`.
     pub(crate) fn locate(&self, id: PointId) -> Option<Loc> {
         let m = self.mutable.seg.as_mutable().expect("mutable");

@@ -301,3 +301,204 @@ fn merges_relearn_the_code_range() {
     );
     assert!(r >= 0.9, "recall after merge = {r}");
 }
+
+/// Bytes of codes per point of each sealed segment, oldest first (0: no codes).
+fn code_bytes_per_point(c: &Collection) -> Vec<u64> {
+    c.info()
+        .segments
+        .iter()
+        .filter(|s| s.kind == "sealed")
+        .map(|s| {
+            let codes: u64 = s
+                .components
+                .iter()
+                .filter(|x| x.name == "codes")
+                .map(|x| x.mapped_bytes)
+                .sum();
+            codes / s.points.max(1)
+        })
+        .collect()
+}
+
+#[test]
+fn quantization_can_be_changed_and_existing_segments_are_rewritten() {
+    let dim = 64;
+    let (dir, db, c) = collection(Quantization::int8(0.99), Metric::Cosine, dim);
+    let vectors = data(4500, dim, 11, 1.0);
+    load(&c, &vectors[..1500], 0);
+    c.optimize_seal_only().unwrap();
+    load(&c, &vectors[1500..3000], 1500);
+    c.optimize_seal_only().unwrap();
+    // int8 at 64-d: 64 code bytes and a norm per point (plus the per-segment maps).
+    let int8 = code_bytes_per_point(&c);
+    assert!(
+        int8.len() == 2 && int8.iter().all(|b| (68..80).contains(b)),
+        "{int8:?}"
+    );
+
+    // A bad setting is refused and changes nothing.
+    let err = c
+        .set_quantization(Some(Quantization::int8(0.3)))
+        .unwrap_err();
+    assert!(err.to_string().contains("quantile"), "{err}");
+    assert_eq!(c.config().quantization, Some(Quantization::int8(0.99)));
+
+    // The new setting is durable at once; the segments are rewritten by the optimizer, and a
+    // reopen before that still rewrites them.
+    c.set_quantization(Some(Quantization::binary())).unwrap();
+    assert_eq!(c.config().quantization, Some(Quantization::binary()));
+    assert_eq!(
+        code_bytes_per_point(&c),
+        int8,
+        "rewritten by the optimizer, not here"
+    );
+    drop((c, db));
+    let db = reopen(&dir);
+    let c = db.collection("q").unwrap();
+    assert_eq!(c.config().quantization, Some(Quantization::binary()));
+    c.optimize_merges_only().unwrap();
+    // Binary at 64-d: one 64-bit word, a factor and a norm per point.
+    let binary = code_bytes_per_point(&c);
+    assert!(
+        binary.len() == 2 && binary.iter().all(|b| (16..24).contains(b)),
+        "{binary:?}"
+    );
+    assert_eq!(
+        c.count(None).unwrap(),
+        3000,
+        "no point lost by the rewrites"
+    );
+    // A segment sealed now is built with the new setting too.
+    load(&c, &vectors[3000..], 3000);
+    c.optimize_seal_only().unwrap();
+    let binary = code_bytes_per_point(&c);
+    assert!(
+        binary.len() == 3 && binary.iter().all(|b| (16..24).contains(b)),
+        "{binary:?}"
+    );
+    let queries = near(&vectors, 20, 12);
+    let r = recall(
+        &c,
+        &queries,
+        QuantizationParams::default().oversampling(4.0),
+    );
+    assert!(r >= 0.9, "binary recall after the change {r}");
+    assert_exact_scores(&c, &queries, Metric::Cosine, QuantizationParams::default());
+
+    // Removing quantization drops the codes; searches walk the f32 vectors.
+    c.set_quantization(None).unwrap();
+    c.optimize().unwrap();
+    assert_eq!(code_bytes_per_point(&c), vec![0, 0, 0]);
+    assert_eq!(c.count(None).unwrap(), 4500);
+    let r = recall(&c, &queries, QuantizationParams::default());
+    assert!(r >= 0.95, "f32 recall after removing quantization {r}");
+    c.verify().unwrap();
+    drop((c, db));
+    let c = reopen(&dir).collection("q").unwrap();
+    assert_eq!(c.config().quantization, None);
+    assert_eq!(code_bytes_per_point(&c), vec![0, 0, 0]);
+}
+
+/// A memory directory that runs `hook` once, the first time a graph file is renamed into place
+/// (mid-build: codes written, graph built, the segment not yet swapped in).
+struct HookDirectory {
+    inner: deftech_vec::MemoryDirectory,
+    hook: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl std::fmt::Debug for HookDirectory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HookDirectory").finish_non_exhaustive()
+    }
+}
+
+impl deftech_vec::Directory for HookDirectory {
+    fn describe(&self, path: &std::path::Path) -> std::path::PathBuf {
+        self.inner.describe(path)
+    }
+    fn create_dir_all(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn read(&self, path: &std::path::Path) -> std::io::Result<deftech_vec::FileBytes> {
+        self.inner.read(path)
+    }
+    fn create(
+        &self,
+        path: &std::path::Path,
+    ) -> std::io::Result<Box<dyn deftech_vec::WritableFile>> {
+        self.inner.create(path)
+    }
+    fn append(
+        &self,
+        path: &std::path::Path,
+    ) -> std::io::Result<Box<dyn deftech_vec::WritableFile>> {
+        self.inner.append(path)
+    }
+    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        self.inner.rename(from, to)?;
+        if to.ends_with("hnsw.bin") {
+            let hook = self.hook.lock().unwrap().take();
+            if let Some(hook) = hook {
+                hook();
+            }
+        }
+        Ok(())
+    }
+    fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn remove_dir_all(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inner.remove_dir_all(path)
+    }
+    fn list(&self, dir: &std::path::Path) -> std::io::Result<Vec<deftech_vec::DirEntry>> {
+        self.inner.list(dir)
+    }
+    fn exists(&self, path: &std::path::Path) -> bool {
+        self.inner.exists(path)
+    }
+    fn sync_dir(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        self.inner.sync_dir(dir)
+    }
+    fn lock(&self) -> std::io::Result<Box<dyn deftech_vec::LockGuard>> {
+        self.inner.lock()
+    }
+}
+
+#[test]
+fn a_segment_built_while_the_quantization_changes_is_rewritten_again() {
+    let dim = 64;
+    let mem = deftech_vec::MemoryDirectory::new();
+    let dir = std::sync::Arc::new(HookDirectory {
+        inner: mem.clone(),
+        hook: std::sync::Mutex::new(None),
+    });
+    let db = deftech_vec::Database::open_in(dir.clone()).unwrap();
+    let cfg = quiet_config(dim, Metric::Cosine)
+        .quantization(Quantization::int8(0.99))
+        .hnsw(deftech_vec::HnswConfig::default().full_scan_threshold(1000));
+    let c = db.create_collection("q", cfg).unwrap();
+    let vectors = data(1500, dim, 13, 1.0);
+    load(&c, &vectors, 0);
+    // The setting changes while the seal is building its segment with int8 codes; the change
+    // does not wait for the build, and the built segment is listed for another rewrite.
+    let other = c.clone();
+    *dir.hook.lock().unwrap() = Some(Box::new(move || {
+        other
+            .set_quantization(Some(Quantization::binary()))
+            .unwrap();
+    }));
+    c.optimize_seal_only().unwrap();
+    assert!(dir.hook.lock().unwrap().is_none(), "the hook ran");
+    let int8 = code_bytes_per_point(&c);
+    assert!(int8.len() == 1 && (68..80).contains(&int8[0]), "{int8:?}");
+    drop((c, db));
+    // Listed durably: after a reopen the optimizer rewrites it with binary codes.
+    let c = reopen(&mem).collection("q").unwrap();
+    c.optimize_merges_only().unwrap();
+    let binary = code_bytes_per_point(&c);
+    assert!(
+        binary.len() == 1 && (16..24).contains(&binary[0]),
+        "{binary:?}"
+    );
+    assert_eq!(c.count(None).unwrap(), 1500);
+}
