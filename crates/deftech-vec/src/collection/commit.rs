@@ -22,6 +22,18 @@ impl Inner {
         Ok(())
     }
 
+    /// Refuses a change to a dropped collection, or to one made read-only by a failure.
+    pub(crate) fn check_writable(&self, w: &Writer) -> Result<()> {
+        self.check_open()?;
+        if let Some(reason) = &w.poisoned {
+            return Err(Error::ReadOnly {
+                collection: self.name.clone(),
+                reason: reason.clone(),
+            });
+        }
+        Ok(())
+    }
+
     pub(crate) fn view(&self) -> Arc<View> {
         self.current.read().clone()
     }
@@ -193,13 +205,7 @@ impl Inner {
     ) -> Result<Lsn> {
         let (lsn, epoch) = {
             let mut w = self.writer.lock();
-            self.check_open()?;
-            if let Some(reason) = &w.poisoned {
-                return Err(Error::ReadOnly {
-                    collection: self.name.clone(),
-                    reason: reason.clone(),
-                });
-            }
+            self.check_writable(&w)?;
             let op = build(self, &mut w)?;
             let body = op.encode();
             if body.len() > crate::wal::MAX_RECORD_BYTES {

@@ -491,13 +491,7 @@ impl Collection {
         // Not waiting for a job in progress: a segment it builds with the old setting is listed
         // for another rewrite when it is swapped in.
         let mut w = inner.writer.lock();
-        inner.check_open()?;
-        if let Some(reason) = &w.poisoned {
-            return Err(Error::ReadOnly {
-                collection: inner.name.clone(),
-                reason: reason.clone(),
-            });
-        }
+        inner.check_writable(&w)?;
         if w.state.quantization == quantization {
             return Ok(());
         }
