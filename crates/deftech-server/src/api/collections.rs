@@ -67,29 +67,48 @@ fn u64_of(o: &Map<String, Value>, k: &str, at: &str) -> Result<Option<u64>, ApiE
     }
 }
 
+/// An optional boolean field (`null` counts as absent); anything else is refused, naming it.
+fn bool_of(o: &Map<String, Value>, k: &str, at: &str) -> Result<Option<bool>, ApiError> {
+    match o.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "{at}.{k}: expected true or false, got {other}"
+        ))),
+    }
+}
+
+/// An optional string field that must be one of `allowed` (`null` counts as absent); anything
+/// else is refused, naming the field and the values accepted.
+fn check_choice(
+    o: &Map<String, Value>,
+    k: &str,
+    at: &str,
+    allowed: &[&str],
+) -> Result<(), ApiError> {
+    match o.get(k) {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(v)) if allowed.contains(&v.as_str()) => Ok(()),
+        Some(other) => {
+            let allowed: Vec<String> = allowed.iter().map(|a| format!("\"{a}\"")).collect();
+            Err(ApiError::bad_request(format!(
+                "{at}.{k}: expected {}, got {other}",
+                allowed.join(" or ")
+            )))
+        }
+    }
+}
+
 /// Qdrant's `quantization_config`: `{"scalar": {"type": "int8", "quantile", "always_ram"}}` or
 /// `{"binary": {"always_ram", "encoding": "one_bit", "query_encoding"}}`.
 fn quantization(v: &Value, at: &str) -> Result<Quantization, ApiError> {
     let o = obj(v, at)?;
-    let flag = |m: &Map<String, Value>, at: &str| match m.get("always_ram") {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "{at}.always_ram: expected true or false, got {other}"
-        ))),
-    };
+    let always_ram =
+        |m: &Map<String, Value>, at: &str| bool_of(m, "always_ram", at).map(|b| b.unwrap_or(false));
     if let Some(s) = o.get("scalar") {
         let at = format!("{at}.scalar");
         let s = obj(s, &at)?;
-        match s.get("type").filter(|t| !t.is_null()) {
-            None => {}
-            Some(Value::String(t)) if t == "int8" => {}
-            Some(t) => {
-                return Err(ApiError::bad_request(format!(
-                    "{at}.type: only \"int8\" is supported, got {t}"
-                )));
-            }
-        }
+        check_choice(s, "type", &at, &["int8"])?;
         // Qdrant: "If not set - use the whole range of values".
         let quantile = match s.get("quantile").filter(|q| !q.is_null()) {
             None => 1.0,
@@ -97,36 +116,23 @@ fn quantization(v: &Value, at: &str) -> Result<Quantization, ApiError> {
                 ApiError::bad_request(format!("{at}.quantile: expected a number, got {q}"))
             })? as f32,
         };
-        return Ok(Quantization::int8(quantile).always_ram(flag(s, &at)?));
+        return Ok(Quantization::int8(quantile).always_ram(always_ram(s, &at)?));
     }
     if let Some(b) = o.get("binary") {
         let bat = format!("{at}.binary");
         let b = obj(b, &bat)?;
         // Qdrant's `encoding` picks 1, 1.5 or 2 bits per dimension; the codes here are one bit
         // (of a rotated vector), so asking for more is refused rather than silently given less.
-        match b.get("encoding").filter(|v| !v.is_null()) {
-            None => {}
-            Some(Value::String(e)) if e == "one_bit" => {}
-            Some(e) => {
-                return Err(ApiError::bad_request(format!(
-                    "{at}.binary.encoding: only \"one_bit\" is supported, got {e}"
-                )));
-            }
-        }
-        // Qdrant's `query_encoding` (default, binary, scalar4bits, scalar8bits): queries here are
-        // always scored in 8 bits against the codes, at least as precise as any of them.
-        match b.get("query_encoding").filter(|v| !v.is_null()) {
-            None => {}
-            Some(Value::String(e))
-                if ["default", "binary", "scalar4bits", "scalar8bits"].contains(&e.as_str()) => {}
-            Some(e) => {
-                return Err(ApiError::bad_request(format!(
-                    "{at}.binary.query_encoding: expected \"default\", \"binary\", \
-                     \"scalar4bits\" or \"scalar8bits\", got {e}"
-                )));
-            }
-        }
-        return Ok(Quantization::binary().always_ram(flag(b, &bat)?));
+        check_choice(b, "encoding", &bat, &["one_bit"])?;
+        // Qdrant's `query_encoding`: queries here are always scored in 8 bits against the
+        // codes, at least as precise as any of them, so every value is accepted.
+        check_choice(
+            b,
+            "query_encoding",
+            &bat,
+            &["default", "binary", "scalar4bits", "scalar8bits"],
+        )?;
+        return Ok(Quantization::binary().always_ram(always_ram(b, &bat)?));
     }
     Err(ApiError::bad_request(format!(
         "{at}: expected {{\"scalar\": {{...}}}} or {{\"binary\": {{...}}}} (product quantization is not supported)"
@@ -198,14 +204,8 @@ fn collection_config(body: &Value) -> Result<CollectionConfig, ApiError> {
         if let Some(kb) = u64_of(h, "full_scan_threshold", "hnsw_config")? {
             hnsw = hnsw.full_scan_threshold(kb_to_points(kb, dim.max(1)));
         }
-        match h.get("on_disk") {
-            None | Some(Value::Null) => {}
-            Some(Value::Bool(on)) => hnsw = hnsw.on_disk(*on),
-            Some(other) => {
-                return Err(ApiError::bad_request(format!(
-                    "hnsw_config.on_disk: expected true or false, got {other}"
-                )));
-            }
+        if let Some(on) = bool_of(h, "on_disk", "hnsw_config")? {
+            hnsw = hnsw.on_disk(on);
         }
     }
     config = config.hnsw(hnsw);
