@@ -63,6 +63,16 @@ pub(crate) struct Writer {
     pub poisoned: Option<String>,
 }
 
+impl Writer {
+    /// A new manifest is in place but could not be made durable, so either manifest may be
+    /// the one a crash leaves: writes are refused until the database is reopened.
+    pub(crate) fn poison_unsure_manifest(&mut self, e: &Error) {
+        self.poisoned = Some(format!(
+            "the manifest could not be made durable ({e}); reopen the database"
+        ));
+    }
+}
+
 struct CommitState {
     written: Lsn,
     durable: Lsn,
@@ -129,6 +139,8 @@ pub(crate) struct Inner {
     pub name: String,
     pub dir: Arc<dyn Directory>,
     pub folder: PathBuf,
+    /// The configuration as opened. Its `quantization` is not kept up to date: the current one
+    /// is `WriterState::quantization` (`Collection::set_quantization`).
     pub config: CollectionConfig,
     pub writer: Mutex<Writer>,
     pub current: RwLock<Arc<View>>,
@@ -505,10 +517,7 @@ impl Collection {
             .write(&*inner.dir, &inner.folder);
         if let Err(e) = written {
             if e.renamed {
-                w.poisoned = Some(format!(
-                    "the manifest could not be made durable ({}); reopen the database",
-                    e.error
-                ));
+                w.poison_unsure_manifest(&e.error);
             } else {
                 (w.state.quantization, w.state.requantize) = before;
             }

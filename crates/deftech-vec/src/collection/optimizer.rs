@@ -408,9 +408,7 @@ fn swap(
     let view = state.view();
     inner.publish(view);
     if let Some(e) = unsure {
-        w.poisoned = Some(format!(
-            "the manifest could not be made durable ({e}); reopen the database"
-        ));
+        w.poison_unsure_manifest(&e);
         return Err(e);
     }
     // Files a snapshot in progress still reads are deleted when it is done (decided under the
@@ -623,10 +621,7 @@ fn build_missing_index(inner: &Inner) -> Result<bool> {
         .write(dir, &inner.folder)
         .map_err(|e| {
             if e.renamed {
-                w.poisoned = Some(format!(
-                    "the manifest could not be made durable ({}); reopen the database",
-                    e.error
-                ));
+                w.poison_unsure_manifest(&e.error);
             }
             e.error
         })?;
