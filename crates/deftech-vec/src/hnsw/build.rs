@@ -103,9 +103,8 @@ impl Building<'_> {
         }
         let scorer = self.store.query(self.store.vector(q));
         let mut d = crate::scorer::Scorer::distance(&scorer, ep);
-        let mut buf = Vec::new();
         for l in (level.saturating_add(1)..=top).rev() {
-            (ep, d) = greedy(self, &scorer, &mut buf, ep, d, l);
+            (ep, d) = greedy(self, &scorer, &mut ctx.buf, ep, d, l);
         }
         let mut seeds = vec![(d, ep)];
         let mut found = Vec::new();
